@@ -1,0 +1,84 @@
+//! Every server option, with PocketBase's defaults, from flags or `RINGCAST_*`
+//! environment variables.
+
+use clap::Args;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on (PocketBase's flag name and default).
+    #[arg(long, env = "RINGCAST_HTTP", default_value = "127.0.0.1:8090")]
+    pub http: SocketAddr,
+
+    /// Worker threads, one io_uring loop each [default: available cores].
+    #[arg(long, env = "RINGCAST_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// A stream with no message delivered for this long is ended (zero chunk).
+    #[arg(long, env = "RINGCAST_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// A stream is ended this long after it started, whatever its traffic.
+    #[arg(long, env = "RINGCAST_MAX_LIFETIME", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub max_lifetime: Duration,
+
+    /// A request must arrive completely within this time of its first byte.
+    #[arg(long, env = "RINGCAST_HEAD_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub head_timeout: Duration,
+
+    /// An idle keep-alive connection (no stream, no request) is closed after this.
+    #[arg(long, env = "RINGCAST_KEEPALIVE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Allowed CORS origins, comma separated; `*` allows any.
+    #[arg(
+        long,
+        env = "RINGCAST_ORIGINS",
+        default_value = "*",
+        value_delimiter = ','
+    )]
+    pub origins: Vec<String>,
+
+    /// Token for the publish and stats APIs (`Authorization: Bearer <token>`).
+    /// Without one, only loopback peers may publish.
+    #[arg(long, env = "RINGCAST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Bytes that may wait in one client's queue; a client over it is disconnected.
+    #[arg(long, env = "RINGCAST_MAX_QUEUE_BYTES", default_value_t = 1 << 20)]
+    pub max_queue_bytes: usize,
+
+    /// Largest request body accepted (PocketBase's default: 32 MiB).
+    #[arg(long, env = "RINGCAST_MAX_BODY_BYTES", default_value_t = 32 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Largest request head (request line and headers) accepted.
+    #[arg(long, env = "RINGCAST_MAX_HEADER_BYTES", default_value_t = 64 << 10)]
+    pub max_header_bytes: usize,
+
+    /// Capacity of each core's inbox in the cross-core ring; a full ring makes
+    /// publishers wait rather than drop.
+    #[arg(long, env = "RINGCAST_RING_CAPACITY", default_value_t = 4096)]
+    pub ring_capacity: usize,
+}
+
+impl Config {
+    /// The number of worker cores this config asks for.
+    pub fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, crate::core::clients::MAX_CORES)
+    }
+
+    /// The defaults, as `ringcast serve` with no flags (environment included).
+    pub fn defaults() -> Config {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        Wrapper::parse_from(["ringcast"]).config
+    }
+}

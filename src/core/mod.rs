@@ -1,0 +1,531 @@
+//! One core's world: its clients, their subscriptions and write queues.
+//!
+//! Everything here is owned by one thread and touched without locks; other
+//! cores reach it only through the ring (`crate::ring`). Nothing here knows
+//! HTTP or the runtime: connection tasks call in to register a stream, wait
+//! for work (`poll_client`), take frames to write and report what was written.
+
+pub mod clients;
+pub mod queue;
+pub mod topics;
+
+use crate::config::Config;
+use crate::http::error::ApiError;
+use crate::publish::Message;
+use crate::realtime::frame::{BodyMode, Frame};
+use bytes::Bytes;
+use clients::{Client, EndReason, MAX_CLIENTS_PER_CORE};
+use queue::Deliveries;
+use serde::Serialize;
+use slab::Slab;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use topics::Topics;
+
+/// Most frames one write carries (3 iovecs each; Linux allows 1024 iovecs).
+pub const MAX_FRAMES_PER_WRITE: usize = 341;
+
+/// Counters of one core, as `GET /api/stats` shows them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CoreStats {
+    pub core: usize,
+    /// Open TCP connections.
+    pub connections: u64,
+    /// Registered realtime clients (open streams).
+    pub clients: u64,
+    /// (client, subscription) pairs.
+    pub subscriptions: u64,
+    /// Distinct subscription strings.
+    pub topics: u64,
+    /// Messages fanned out on this core.
+    pub messages: u64,
+    /// Frames queued for a client.
+    pub deliveries: u64,
+    /// Frames fully written to a socket.
+    pub frames_written: u64,
+    /// Write operations submitted (deliveries / writes = coalescing factor).
+    pub writes: u64,
+    /// Clients disconnected for going over their queue cap.
+    pub dropped_clients: u64,
+    /// Frames discarded with those clients.
+    pub dropped_frames: u64,
+    /// Bytes queued and not yet written.
+    pub queued_bytes: u64,
+}
+
+/// What a parked stream is woken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    Write,
+    End(EndReason),
+}
+
+pub struct Core {
+    pub index: usize,
+    pub config: Arc<Config>,
+    clients: Slab<Client>,
+    topics: Topics,
+    deliveries: Deliveries,
+    stats: CoreStats,
+    epoch: Instant,
+    /// Reusable iovec lists, so writes do not allocate them.
+    pieces_pool: Vec<Vec<Bytes>>,
+    /// Every open connection's socket, to close them at shutdown.
+    connections: Slab<RawFd>,
+    shutting_down: bool,
+}
+
+impl Core {
+    pub fn new(index: usize, config: Arc<Config>) -> Core {
+        Core {
+            index,
+            config,
+            clients: Slab::new(),
+            topics: Topics::default(),
+            deliveries: Deliveries::default(),
+            stats: CoreStats {
+                core: index,
+                ..CoreStats::default()
+            },
+            epoch: Instant::now(),
+            pieces_pool: Vec::new(),
+            connections: Slab::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Milliseconds since this core started: a compact clock for deadlines.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    pub fn open_connection(&mut self, fd: RawFd) -> usize {
+        self.stats.connections += 1;
+        self.connections.insert(fd)
+    }
+
+    pub fn close_connection(&mut self, key: usize) {
+        self.stats.connections -= 1;
+        self.connections.remove(key);
+    }
+
+    /// Registers a stream; returns its slab key and id, or `None` when full.
+    pub fn register(&mut self, ip: IpAddr, fd: RawFd, mode: BodyMode) -> Option<(usize, Bytes)> {
+        let entry = self.clients.vacant_entry();
+        let key = entry.key();
+        if key >= MAX_CLIENTS_PER_CORE {
+            return None;
+        }
+        let id = Bytes::copy_from_slice(&clients::new_id(self.index, self.config.workers(), key));
+        let now = self.epoch.elapsed().as_millis() as u64;
+        entry.insert(Client {
+            id: id.clone(),
+            ip: ip.to_canonical(),
+            fd,
+            mode,
+            subs: Default::default(),
+            queue: Default::default(),
+            queued_bytes: 0,
+            sent: 0,
+            waker: None,
+            connected_ms: now,
+            last_write_ms: now,
+            end: None,
+        });
+        self.stats.clients += 1;
+        Some((key, id))
+    }
+
+    /// Removes a stream and everything it held.
+    pub fn unregister(&mut self, key: usize) {
+        let mut client = self.clients.remove(key);
+        self.stats.subscriptions -= client.subs.len() as u64;
+        for t in client.subs.drain(..) {
+            self.topics.unsubscribe(t, key as u32);
+        }
+        self.deliveries.clear(&mut client.queue);
+        self.stats.queued_bytes -= client.queued_bytes as u64;
+        self.stats.clients -= 1;
+        self.stats.topics = self.topics.len() as u64;
+    }
+
+    /// Replaces the subscriptions of the client `id` (slab `key`), as
+    /// `POST /api/realtime` does; `ip` must be the one its stream came from.
+    pub fn subscribe(
+        &mut self,
+        id: &[u8],
+        key: usize,
+        ip: IpAddr,
+        subs: &[String],
+    ) -> Result<(), ApiError> {
+        let client = self
+            .clients
+            .get_mut(key)
+            .filter(|c| c.id == id && c.end.is_none())
+            .ok_or_else(|| ApiError::new(404, "Missing or invalid client id."))?;
+        if client.ip != ip.to_canonical() {
+            return Err(ApiError::bad_request("Invalid realtime client."));
+        }
+        let before = client.subs.len() as u64;
+        for t in client.subs.drain(..) {
+            self.topics.unsubscribe(t, key as u32);
+        }
+        for s in subs {
+            client.subs.push(self.topics.subscribe(s, key as u32));
+        }
+        self.stats.subscriptions = self.stats.subscriptions - before + client.subs.len() as u64;
+        self.stats.topics = self.topics.len() as u64;
+        Ok(())
+    }
+
+    /// Fans a batch out to this core's subscribers, in order; returns the
+    /// number of deliveries queued. Per recipient this only links a shared
+    /// frame into the client's queue: no allocation, no copy.
+    pub fn publish(&mut self, batch: &[Message]) -> u64 {
+        let now = self.now_ms();
+        let max_queue = self.config.max_queue_bytes;
+        let Core {
+            topics,
+            clients,
+            deliveries,
+            stats,
+            ..
+        } = self;
+        let mut recipients = 0;
+        for msg in batch {
+            stats.messages += 1;
+            for topic in &msg.topics {
+                for sub in topics.matching(topic) {
+                    let subscribers = topics.subscribers(sub);
+                    let frame = Rc::new(Frame::new(topics.name(sub).as_bytes(), &msg.data));
+                    for &key in subscribers {
+                        let client = &mut clients[key as usize];
+                        if enqueue(client, deliveries, stats, &frame, max_queue, now) {
+                            recipients += 1;
+                        }
+                    }
+                }
+            }
+        }
+        stats.deliveries += recipients;
+        recipients
+    }
+
+    /// Called by a stream's task: is there something to write, or an end?
+    pub fn poll_client(&mut self, key: usize, cx: &mut Context<'_>) -> Poll<ClientEvent> {
+        let client = &mut self.clients[key];
+        match client.end {
+            Some(reason) if !reason.is_graceful() => Poll::Ready(ClientEvent::End(reason)),
+            _ if !client.queue.is_empty() => Poll::Ready(ClientEvent::Write),
+            Some(reason) => Poll::Ready(ClientEvent::End(reason)),
+            None => {
+                if !client
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    client.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The iovecs for the next write of `key`: `[head][id][tail]` per queued
+    /// frame, starting after whatever a partial write already sent.
+    pub fn take_write(&mut self, key: usize) -> Vec<Bytes> {
+        let mut pieces = self.pieces_pool.pop().unwrap_or_default();
+        let client = &self.clients[key];
+        let mut skip = client.sent;
+        for frame in self
+            .deliveries
+            .iter(&client.queue)
+            .take(MAX_FRAMES_PER_WRITE)
+        {
+            for piece in [
+                frame.head(client.mode),
+                client.id.clone(),
+                frame.tail(client.mode),
+            ] {
+                if skip >= piece.len() {
+                    skip -= piece.len();
+                } else {
+                    pieces.push(piece.slice(skip..));
+                    skip = 0;
+                }
+            }
+        }
+        self.stats.writes += 1;
+        pieces
+    }
+
+    /// Records that `written` bytes of the last write reached the socket.
+    pub fn complete_write(&mut self, key: usize, written: usize, mut pieces: Vec<Bytes>) {
+        pieces.clear();
+        self.pieces_pool.push(pieces);
+        let now = self.now_ms();
+        let client = &mut self.clients[key];
+        let mut n = written + client.sent;
+        client.sent = 0;
+        while let Some(frame) = self.deliveries.front(&client.queue) {
+            let len = frame.wire_len(client.mode);
+            if n < len {
+                client.sent = n;
+                break;
+            }
+            n -= len;
+            self.deliveries.pop(&mut client.queue);
+            client.queued_bytes -= len;
+            self.stats.queued_bytes -= len as u64;
+            self.stats.frames_written += 1;
+            client.last_write_ms = now;
+        }
+    }
+
+    /// Ends every stream whose idle timeout or lifetime has passed.
+    pub fn expire(&mut self) {
+        let now = self.now_ms();
+        let idle = self.config.idle_timeout.as_millis() as u64;
+        let lifetime = self.config.max_lifetime.as_millis() as u64;
+        for (_, client) in self.clients.iter_mut() {
+            if client.end.is_some() {
+                continue;
+            }
+            let reason = if now.saturating_sub(client.connected_ms) >= lifetime {
+                EndReason::Lifetime
+            } else if now.saturating_sub(client.last_write_ms) >= idle {
+                EndReason::IdleTimeout
+            } else {
+                continue;
+            };
+            end(client, reason);
+        }
+        self.deliveries.release_idle_memory();
+    }
+
+    /// Starts a graceful shutdown: every stream is ended politely.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        for (_, client) in self.clients.iter_mut() {
+            if client.end.is_none() {
+                end(client, EndReason::Shutdown);
+            }
+        }
+    }
+
+    /// Closes every remaining socket so that their tasks finish.
+    pub fn close_all_connections(&mut self) {
+        for (_, &fd) in self.connections.iter() {
+            // SAFETY: shutdown(2) on a socket this core owns; it does not close the fd.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    pub fn stats(&self) -> CoreStats {
+        CoreStats {
+            topics: self.topics.len() as u64,
+            ..self.stats.clone()
+        }
+    }
+}
+
+/// Queues `frame` for `client`; a client over its byte cap is dropped instead.
+fn enqueue(
+    client: &mut Client,
+    deliveries: &mut Deliveries,
+    stats: &mut CoreStats,
+    frame: &Rc<Frame>,
+    max_queue: usize,
+    now: u64,
+) -> bool {
+    if client.end.is_some() {
+        return false;
+    }
+    if client.mode == BodyMode::Discard {
+        // HEAD streams write no body, but a message still counts as delivered.
+        client.last_write_ms = now;
+        return true;
+    }
+    let len = frame.wire_len(client.mode);
+    if client.queued_bytes + len > max_queue {
+        let dropped = deliveries.clear(&mut client.queue) + 1;
+        stats.dropped_clients += 1;
+        stats.dropped_frames += dropped as u64;
+        stats.queued_bytes -= client.queued_bytes as u64;
+        client.queued_bytes = 0;
+        client.sent = 0;
+        tracing::warn!(
+            client = %String::from_utf8_lossy(&client.id),
+            dropped_frames = dropped,
+            max_queue_bytes = max_queue,
+            "disconnecting a slow consumer: its queue went over the cap"
+        );
+        // Abort a write that may be stuck on a full socket buffer.
+        // SAFETY: shutdown(2) on the client's own socket; the fd stays open.
+        unsafe { libc::shutdown(client.fd, libc::SHUT_RDWR) };
+        end(client, EndReason::SlowConsumer);
+        return false;
+    }
+    let was_empty = client.queue.is_empty();
+    deliveries.push(&mut client.queue, frame.clone());
+    client.queued_bytes += len;
+    stats.queued_bytes += len as u64;
+    if was_empty {
+        if let Some(w) = client.waker.take() {
+            w.wake();
+        }
+    }
+    true
+}
+
+fn end(client: &mut Client, reason: EndReason) {
+    client.end = Some(reason);
+    if let Some(w) = client.waker.take() {
+        w.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::task::Waker;
+
+    fn core() -> Core {
+        Core::new(0, Arc::new(Config::defaults()))
+    }
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn render(core: &mut Core, key: usize) -> Vec<u8> {
+        let pieces = core.take_write(key);
+        let bytes: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+        core.complete_write(key, bytes.len(), pieces);
+        bytes
+    }
+
+    #[test]
+    fn publish_reaches_matching_subscriptions_with_their_names() {
+        let mut c = core();
+        let (a, id_a) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
+        let (b, id_b) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
+        c.subscribe(&id_a, a, LOCAL, &["chat".into(), "chat?x=1".into()])
+            .unwrap();
+        c.subscribe(&id_b, b, LOCAL, &["other".into()]).unwrap();
+        assert_eq!(c.publish(&[Message::custom("chat", *b"1")]), 2);
+        let out = String::from_utf8(render(&mut c, a)).unwrap();
+        let id = std::str::from_utf8(&id_a).unwrap();
+        assert_eq!(
+            out,
+            format!("id:{id}\nevent:chat\ndata:1\n\nid:{id}\nevent:chat?x=1\ndata:1\n\n")
+        );
+        assert_eq!(c.stats().frames_written, 2);
+    }
+
+    #[test]
+    fn subscribe_checks_id_and_ip() {
+        let mut c = core();
+        let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
+        let mut wrong = id.to_vec();
+        wrong[39] = if wrong[39] == b'a' { b'b' } else { b'a' };
+        assert_eq!(c.subscribe(&wrong, k, LOCAL, &[]).unwrap_err().status, 404);
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(
+            c.subscribe(&id, k, other, &[]).unwrap_err().message,
+            "Invalid realtime client."
+        );
+        c.subscribe(&id, k, LOCAL, &["a".into(), "b".into()])
+            .unwrap();
+        c.subscribe(&id, k, LOCAL, &["b".into()]).unwrap();
+        assert_eq!((c.stats().subscriptions, c.stats().topics), (1, 1));
+        c.unregister(k);
+        assert_eq!(
+            (c.stats().subscriptions, c.stats().topics, c.stats().clients),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn partial_writes_resume_mid_frame() {
+        let mut c = core();
+        let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
+        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        c.publish(&[Message::custom("t", *b"abc"), Message::custom("t", *b"def")]);
+        let mut all = Vec::new();
+        loop {
+            let pieces = c.take_write(k);
+            if pieces.is_empty() {
+                c.complete_write(k, 0, pieces);
+                break;
+            }
+            let first: Vec<u8> = pieces
+                .iter()
+                .flat_map(|p| p.iter().copied())
+                .take(7)
+                .collect();
+            all.extend_from_slice(&first);
+            c.complete_write(k, first.len(), pieces);
+        }
+        let text = String::from_utf8(all).unwrap();
+        assert!(
+            text.contains("data:abc\n\n\r\n") && text.ends_with("data:def\n\n\r\n"),
+            "{text}"
+        );
+        assert_eq!(c.stats().queued_bytes, 0);
+    }
+
+    #[test]
+    fn slow_consumer_is_dropped_and_counted() {
+        let mut c = core();
+        c.config = Arc::new(Config {
+            max_queue_bytes: 200,
+            ..Config::defaults()
+        });
+        let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
+        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        let msgs: Vec<_> = (0..5)
+            .map(|_| Message::custom("t", vec![b'x'; 50]))
+            .collect();
+        let delivered = c.publish(&msgs);
+        assert!(delivered < 5);
+        let s = c.stats();
+        assert_eq!(
+            (s.dropped_clients, s.dropped_frames, s.queued_bytes),
+            (1, delivered + 1, 0)
+        );
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(
+            c.poll_client(k, &mut cx),
+            Poll::Ready(ClientEvent::End(EndReason::SlowConsumer))
+        );
+    }
+
+    #[test]
+    fn graceful_end_flushes_first_and_stops_new_frames() {
+        let mut c = core();
+        let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
+        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        c.publish(&[Message::custom("t", *b"1")]);
+        c.begin_shutdown();
+        assert_eq!(c.publish(&[Message::custom("t", *b"2")]), 0);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(c.poll_client(k, &mut cx), Poll::Ready(ClientEvent::Write));
+        render(&mut c, k);
+        assert_eq!(
+            c.poll_client(k, &mut cx),
+            Poll::Ready(ClientEvent::End(EndReason::Shutdown))
+        );
+    }
+}

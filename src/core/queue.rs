@@ -1,0 +1,132 @@
+//! Per-client write queues, stored as linked lists in one per-core slab.
+//!
+//! A client record holds only a head/tail pair; the nodes (each a reference to
+//! a shared [`Frame`]) live in a slab owned by the core. Queueing a frame for a
+//! recipient reuses a free node, so fan-out allocates nothing per recipient
+//! once the slab has grown to the burst size, and an idle client owns no queue
+//! memory at all.
+
+use crate::realtime::frame::Frame;
+use slab::Slab;
+use std::rc::Rc;
+
+const NIL: u32 = u32::MAX;
+
+/// The head and tail of one client's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queue {
+    head: u32,
+    tail: u32,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            head: NIL,
+            tail: NIL,
+        }
+    }
+}
+
+impl Queue {
+    pub fn is_empty(&self) -> bool {
+        self.head == NIL
+    }
+}
+
+#[derive(Debug)]
+struct Node {
+    frame: Rc<Frame>,
+    next: u32,
+}
+
+/// Every queued delivery of one core.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    nodes: Slab<Node>,
+}
+
+impl Deliveries {
+    pub fn push(&mut self, queue: &mut Queue, frame: Rc<Frame>) {
+        let key = self.nodes.insert(Node { frame, next: NIL }) as u32;
+        if queue.tail == NIL {
+            queue.head = key;
+        } else {
+            self.nodes[queue.tail as usize].next = key;
+        }
+        queue.tail = key;
+    }
+
+    pub fn front(&self, queue: &Queue) -> Option<&Rc<Frame>> {
+        (queue.head != NIL).then(|| &self.nodes[queue.head as usize].frame)
+    }
+
+    pub fn pop(&mut self, queue: &mut Queue) -> Option<Rc<Frame>> {
+        if queue.head == NIL {
+            return None;
+        }
+        let node = self.nodes.remove(queue.head as usize);
+        queue.head = node.next;
+        if queue.head == NIL {
+            queue.tail = NIL;
+        }
+        Some(node.frame)
+    }
+
+    pub fn iter<'a>(&'a self, queue: &Queue) -> impl Iterator<Item = &'a Rc<Frame>> + 'a {
+        let mut at = queue.head;
+        std::iter::from_fn(move || {
+            let node = self.nodes.get(at as usize)?;
+            at = node.next;
+            Some(&node.frame)
+        })
+    }
+
+    /// Drops every queued frame of `queue`; returns how many there were.
+    pub fn clear(&mut self, queue: &mut Queue) -> usize {
+        let mut n = 0;
+        while self.pop(queue).is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Returns the memory of a past burst once nothing is queued.
+    pub fn release_idle_memory(&mut self) {
+        if self.nodes.is_empty() && self.nodes.capacity() > 4096 {
+            self.nodes = Slab::new();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_per_queue_with_shared_nodes() {
+        let mut d = Deliveries::default();
+        let (mut a, mut b) = (Queue::default(), Queue::default());
+        let f1 = Rc::new(Frame::new(b"1", b""));
+        let f2 = Rc::new(Frame::new(b"2", b""));
+        d.push(&mut a, f1.clone());
+        d.push(&mut b, f2.clone());
+        d.push(&mut a, f2.clone());
+        assert_eq!(d.iter(&a).count(), 2);
+        assert!(Rc::ptr_eq(d.pop(&mut a).as_ref().unwrap(), &f1));
+        assert!(Rc::ptr_eq(d.front(&a).unwrap(), &f2));
+        assert_eq!(d.clear(&mut a), 1);
+        assert!(a.is_empty());
+        assert_eq!(d.len(), 1);
+        assert!(Rc::ptr_eq(d.pop(&mut b).as_ref().unwrap(), &f2));
+        assert!(b.is_empty() && d.len() == 0);
+    }
+}

@@ -1,0 +1,207 @@
+//! Subscription strings of one core, interned to small ids.
+//!
+//! A subscription `s` receives a message published to topic `t` when `s == t`
+//! or `s` starts with `t?` (PocketBase's rule: the `?` ends the topic, what
+//! follows is options). So each interned `s` is indexed under every key it can
+//! be reached by — itself and each prefix that ends before a `?` — and a
+//! publish is one hash lookup. The index stores only hashes and prefix lengths
+//! (candidates are checked against the string), so a subscription costs its
+//! string once plus a few bytes per `?`.
+//!
+//! Each interned subscription knows its subscribers; when the last one leaves,
+//! the string and its index entries are freed, so churn does not grow memory.
+
+use ahash::{AHashMap, RandomState};
+use slab::Slab;
+use smallvec::SmallVec;
+use std::rc::Rc;
+
+pub type TopicId = u32;
+
+/// At most this many `?`-prefixes of one subscription are indexed; a topic
+/// with more `?` in it than that is still matched exactly and by its first ones.
+const MAX_INDEXED_PREFIXES: usize = 16;
+
+#[derive(Debug)]
+struct Topic {
+    name: Rc<str>,
+    /// Client slab keys; a client holds each subscription string once.
+    subscribers: Vec<u32>,
+}
+
+#[derive(Debug)]
+pub struct Topics {
+    topics: Slab<Topic>,
+    by_name: AHashMap<Rc<str>, TopicId>,
+    /// hash(matching key) → (subscription, length of the key).
+    index: AHashMap<u64, SmallVec<[(TopicId, u32); 1]>>,
+    hasher: RandomState,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            topics: Slab::new(),
+            by_name: AHashMap::default(),
+            index: AHashMap::default(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Topics {
+    /// Adds `client` as a subscriber of `name`, interning it if new.
+    pub fn subscribe(&mut self, name: &str, client: u32) -> TopicId {
+        let id = match self.by_name.get(name) {
+            Some(&id) => id,
+            None => self.intern(name),
+        };
+        self.topics[id as usize].subscribers.push(client);
+        id
+    }
+
+    /// Removes `client` from `id`; frees the subscription when nobody holds it.
+    pub fn unsubscribe(&mut self, id: TopicId, client: u32) {
+        let topic = &mut self.topics[id as usize];
+        if let Some(pos) = topic.subscribers.iter().position(|&c| c == client) {
+            topic.subscribers.swap_remove(pos);
+        }
+        if topic.subscribers.is_empty() {
+            self.free(id);
+        }
+    }
+
+    /// Every interned subscription that receives messages published to `topic`.
+    pub fn matching<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = TopicId> + 'a {
+        let hash = self.hasher.hash_one(topic.as_bytes());
+        self.index
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter(move |&&(id, len)| {
+                len as usize == topic.len()
+                    && self.topics[id as usize].name.as_bytes().get(..topic.len())
+                        == Some(topic.as_bytes())
+            })
+            .map(|&(id, _)| id)
+    }
+
+    pub fn name(&self, id: TopicId) -> &str {
+        &self.topics[id as usize].name
+    }
+
+    pub fn subscribers(&self, id: TopicId) -> &[u32] {
+        &self.topics[id as usize].subscribers
+    }
+
+    /// Number of distinct subscription strings held on this core.
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    fn keys(name: &str) -> impl Iterator<Item = usize> + '_ {
+        name.bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'?')
+            .map(|(i, _)| i)
+            .take(MAX_INDEXED_PREFIXES)
+            .chain(std::iter::once(name.len()))
+    }
+
+    fn intern(&mut self, name: &str) -> TopicId {
+        let name: Rc<str> = name.into();
+        let id = self.topics.insert(Topic {
+            name: name.clone(),
+            subscribers: Vec::new(),
+        }) as TopicId;
+        for len in Self::keys(&name) {
+            let hash = self.hasher.hash_one(&name.as_bytes()[..len]);
+            self.index.entry(hash).or_default().push((id, len as u32));
+        }
+        self.by_name.insert(name, id);
+        id
+    }
+
+    fn free(&mut self, id: TopicId) {
+        let topic = self.topics.remove(id as usize);
+        for len in Self::keys(&topic.name) {
+            let hash = self.hasher.hash_one(&topic.name.as_bytes()[..len]);
+            if let Some(entries) = self.index.get_mut(&hash) {
+                entries.retain(|&mut (t, _)| t != id);
+                if entries.is_empty() {
+                    self.index.remove(&hash);
+                }
+            }
+        }
+        self.by_name.remove(&topic.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matching(t: &Topics, topic: &str) -> Vec<String> {
+        let mut v: Vec<String> = t.matching(topic).map(|id| t.name(id).to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn exact_and_question_mark_prefix_match() {
+        let mut t = Topics::default();
+        for (i, s) in [
+            "chat",
+            "chat?options=x",
+            "chatter",
+            "chat/1",
+            "a?b?c",
+            "CHAT",
+        ]
+        .iter()
+        .enumerate()
+        {
+            t.subscribe(s, i as u32);
+        }
+        assert_eq!(matching(&t, "chat"), ["chat", "chat?options=x"]);
+        assert_eq!(matching(&t, "chat?options=x"), ["chat?options=x"]);
+        assert_eq!(matching(&t, "a"), ["a?b?c"]);
+        assert_eq!(matching(&t, "a?b"), ["a?b?c"]);
+        assert!(matching(&t, "cha").is_empty());
+        assert!(matching(&t, "*").is_empty());
+    }
+
+    #[test]
+    fn interning_is_shared_and_freed_when_unused() {
+        let mut t = Topics::default();
+        let a = t.subscribe("x?y", 1);
+        let b = t.subscribe("x?y", 2);
+        assert_eq!(a, b);
+        assert_eq!(t.subscribers(a), [1, 2]);
+        t.unsubscribe(a, 1);
+        assert_eq!(t.len(), 1);
+        t.unsubscribe(a, 2);
+        assert_eq!(t.len(), 0);
+        assert!(t.index.is_empty() && t.by_name.is_empty());
+        assert!(matching(&t, "x").is_empty());
+    }
+
+    #[test]
+    fn churn_does_not_grow_the_index() {
+        let mut t = Topics::default();
+        for round in 0..100u32 {
+            let ids: Vec<_> = (0..50)
+                .map(|i| t.subscribe(&format!("t{i}?r={round}"), i))
+                .collect();
+            for (i, id) in ids.into_iter().enumerate() {
+                t.unsubscribe(id, i as u32);
+            }
+        }
+        assert_eq!(t.len(), 0);
+        assert!(t.index.is_empty());
+    }
+}

@@ -1,0 +1,355 @@
+//! HTTP/1.1 request heads and bodies, parsed with `httparse`.
+//!
+//! The parser works on the connection's receive buffer and copies out only the
+//! few header values the routes need into a [`Head`], so the buffer can keep
+//! filling while a body is read. Bodies are framed by `Content-Length` or
+//! `Transfer-Encoding: chunked`; both are bounded, and every violation maps to
+//! a status and message the client can act on.
+
+use crate::http::error::ApiError;
+
+/// Headers beyond this count make the head "too large" (431), like a huge head.
+const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Options,
+    Other,
+}
+
+/// What the routes need from a request head.
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    pub method: Option<Method>,
+    /// The path without the query string.
+    pub path: String,
+    /// HTTP/1.0 (`false`) or 1.1 (`true`).
+    pub http11: bool,
+    pub body: BodyFraming,
+    pub content_type: Option<String>,
+    pub origin: Option<String>,
+    pub authorization: Option<String>,
+    pub cors_request_method: Option<String>,
+    pub cors_request_headers: Option<String>,
+    pub expect_continue: bool,
+    /// The client asked to close after this request (or is HTTP/1.0).
+    pub close: bool,
+}
+
+impl Head {
+    pub fn method(&self) -> Method {
+        self.method.unwrap_or(Method::Other)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyFraming {
+    #[default]
+    None,
+    Length(usize),
+    Chunked,
+}
+
+/// Parses a request head at the start of `buf`.
+///
+/// `Ok(None)`: the head is incomplete — read more. `Ok(Some((head, n)))`: the
+/// head used `n` bytes. Errors are answered and the connection is closed,
+/// since after a malformed head the byte stream cannot be trusted.
+pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usize)>, ApiError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => return Err(head_too_large(max_head_bytes)),
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "Malformed HTTP request: {e}."
+            )));
+        }
+    };
+    let len = match status {
+        httparse::Status::Partial if buf.len() > max_head_bytes => {
+            return Err(head_too_large(max_head_bytes));
+        }
+        httparse::Status::Partial => return Ok(None),
+        httparse::Status::Complete(n) if n > max_head_bytes => {
+            return Err(head_too_large(max_head_bytes));
+        }
+        httparse::Status::Complete(n) => n,
+    };
+
+    let target = req.path.unwrap_or("/");
+    let path = target.split(['?', '#']).next().unwrap_or("/").to_owned();
+    let http11 = req.version == Some(1);
+    let mut head = Head {
+        method: Some(match req.method.unwrap_or("") {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }),
+        path,
+        http11,
+        close: !http11,
+        ..Head::default()
+    };
+    let mut length: Option<usize> = None;
+    for h in req.headers.iter() {
+        let value = || String::from_utf8_lossy(h.value).trim().to_owned();
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let parsed = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| ApiError::bad_request("Invalid Content-Length header."))?;
+            if length.is_some_and(|l| l != parsed) {
+                return Err(ApiError::bad_request("Conflicting Content-Length headers."));
+            }
+            length = Some(parsed);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let v = value();
+            if v.eq_ignore_ascii_case("chunked") {
+                head.body = BodyFraming::Chunked;
+            } else if !v.eq_ignore_ascii_case("identity") {
+                return Err(ApiError::new(
+                    501,
+                    format!("Unsupported Transfer-Encoding {v:?}: only chunked is accepted."),
+                ));
+            }
+        } else if name.eq_ignore_ascii_case("content-type") {
+            head.content_type = Some(value());
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.origin = Some(value());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.authorization = Some(value());
+        } else if name.eq_ignore_ascii_case("access-control-request-method") {
+            head.cors_request_method = Some(value());
+        } else if name.eq_ignore_ascii_case("access-control-request-headers") {
+            head.cors_request_headers = Some(value());
+        } else if name.eq_ignore_ascii_case("expect") {
+            head.expect_continue = value().eq_ignore_ascii_case("100-continue");
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in String::from_utf8_lossy(h.value).split(',') {
+                let token = token.trim();
+                if token.eq_ignore_ascii_case("close") {
+                    head.close = true;
+                }
+            }
+        }
+    }
+    if head.body != BodyFraming::Chunked {
+        if let Some(n) = length.filter(|&n| n > 0) {
+            head.body = BodyFraming::Length(n);
+        }
+    } else if length.is_some() {
+        // RFC 9112 §6.3: both present is a smuggling vector; refuse.
+        return Err(ApiError::bad_request(
+            "Both Content-Length and Transfer-Encoding were sent; send one.",
+        ));
+    }
+    Ok(Some((head, len)))
+}
+
+fn head_too_large(max: usize) -> ApiError {
+    ApiError::new(
+        431,
+        format!(
+            "The request head is larger than the {max}-byte limit (or has over {MAX_HEADERS} headers)."
+        ),
+    )
+}
+
+/// The error for a body over the configured limit.
+pub fn body_too_large(max: usize) -> ApiError {
+    ApiError::new(
+        413,
+        format!("The request body is larger than the {max}-byte limit."),
+    )
+}
+
+/// Incremental decoder for a chunked body.
+///
+/// It is fed the whole receive buffer each time more bytes arrive and resumes
+/// where it stopped, so a large body sent in small pieces costs linear time.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    /// Bytes of the buffer already consumed.
+    pos: usize,
+    /// Bytes left in the current chunk's data.
+    remaining: usize,
+    in_data: bool,
+    body: Vec<u8>,
+}
+
+impl ChunkedDecoder {
+    /// `Ok(Some((body, consumed)))` once the last chunk and trailers were read.
+    pub fn decode(&mut self, buf: &[u8], max: usize) -> Result<Option<(Vec<u8>, usize)>, ApiError> {
+        loop {
+            if self.in_data {
+                let avail = (buf.len() - self.pos).min(self.remaining);
+                self.body
+                    .extend_from_slice(&buf[self.pos..self.pos + avail]);
+                self.pos += avail;
+                self.remaining -= avail;
+                if self.remaining > 0 {
+                    return Ok(None);
+                }
+                // The CRLF after the chunk data.
+                match buf.get(self.pos..self.pos + 2) {
+                    None => return Ok(None),
+                    Some(b"\r\n") => {
+                        self.pos += 2;
+                        self.in_data = false;
+                    }
+                    Some(_) => return Err(bad_chunk()),
+                }
+            }
+            match httparse::parse_chunk_size(&buf[self.pos..]) {
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(_) => return Err(bad_chunk()),
+                Ok(httparse::Status::Complete((used, 0))) => {
+                    // Trailers: header lines up to an empty line.
+                    let rest = &buf[self.pos + used..];
+                    let Some(end) = find_trailer_end(rest) else {
+                        if rest.len() > 16 * 1024 {
+                            return Err(bad_chunk());
+                        }
+                        return Ok(None);
+                    };
+                    let consumed = self.pos + used + end;
+                    return Ok(Some((std::mem::take(&mut self.body), consumed)));
+                }
+                Ok(httparse::Status::Complete((used, size))) => {
+                    let size = usize::try_from(size).map_err(|_| body_too_large(max))?;
+                    if self.body.len().saturating_add(size) > max {
+                        return Err(body_too_large(max));
+                    }
+                    self.pos += used;
+                    self.remaining = size;
+                    self.in_data = true;
+                }
+            }
+        }
+    }
+}
+
+fn bad_chunk() -> ApiError {
+    ApiError::bad_request("Malformed chunked request body.")
+}
+
+/// Index just past the empty line that ends the trailer section.
+fn find_trailer_end(rest: &[u8]) -> Option<usize> {
+    if rest.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    rest.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_head_and_strips_the_query() {
+        let raw = b"GET /api/realtime?x=1 HTTP/1.1\r\nHost: a\r\nOrigin: http://e\r\n\r\nrest";
+        let (head, n) = parse_head(raw, 8192).unwrap().unwrap();
+        assert_eq!(n, raw.len() - 4);
+        assert_eq!(head.method(), Method::Get);
+        assert_eq!(head.path, "/api/realtime");
+        assert!(head.http11 && !head.close);
+        assert_eq!(head.origin.as_deref(), Some("http://e"));
+        assert_eq!(head.body, BodyFraming::None);
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert!(
+            parse_head(b"GET / HTTP/1.1\r\nHost:", 8192)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let mut raw = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        raw.extend(std::iter::repeat_n(b'a', 9000));
+        assert_eq!(parse_head(&raw, 8192).unwrap_err().status, 431);
+        raw.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_head(&raw, 8192).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn http10_closes_and_connection_close_is_seen() {
+        let (h, _) = parse_head(b"GET / HTTP/1.0\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert!(!h.http11 && h.close);
+        let (h, _) = parse_head(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert!(h.close);
+    }
+
+    #[test]
+    fn body_framing() {
+        let (h, _) = parse_head(b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyFraming::Length(12));
+        let (h, _) = parse_head(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            8192,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.body, BodyFraming::Chunked);
+        let both = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(parse_head(both, 8192).unwrap_err().status, 400);
+        let bad = b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n";
+        assert_eq!(parse_head(bad, 8192).unwrap_err().status, 400);
+        let gzip = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(parse_head(gzip, 8192).unwrap_err().status, 501);
+    }
+
+    #[test]
+    fn garbage_is_400() {
+        assert_eq!(
+            parse_head(b"\x00\x01\x02 nonsense\r\n\r\n", 8192)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn chunked_body_in_every_split() {
+        let wire = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        for split in 0..wire.len() {
+            let mut dec = ChunkedDecoder::default();
+            let first = dec.decode(&wire[..split], 1024).unwrap();
+            let (body, used) = match first {
+                Some(done) => done,
+                None => dec.decode(wire, 1024).unwrap().unwrap(),
+            };
+            assert_eq!(body, b"hello world", "split at {split}");
+            assert_eq!(&wire[used..], b"NEXT");
+        }
+    }
+
+    #[test]
+    fn chunked_body_limit_and_garbage() {
+        let mut dec = ChunkedDecoder::default();
+        assert_eq!(dec.decode(b"ff\r\n", 16).unwrap_err().status, 413);
+        let mut dec = ChunkedDecoder::default();
+        assert_eq!(dec.decode(b"zz\r\n", 16).unwrap_err().status, 400);
+        let mut dec = ChunkedDecoder::default();
+        assert_eq!(dec.decode(b"1\r\naXX", 16).unwrap_err().status, 400);
+    }
+}

@@ -1,0 +1,273 @@
+//! SSE framing, byte-compatible with PocketBase.
+//!
+//! Every event is `id:<clientId>\nevent:<name>\ndata:<data>\n\n`. The `id` is the
+//! *recipient's* client id, so one published message cannot be a single shared
+//! buffer. Instead a [`Frame`] holds everything but the id — the chunk-size line
+//! and `id:` before it, the event name and data after it — and each recipient's
+//! write is `[frame head][client id][frame tail]`: three iovecs, nothing copied
+//! or allocated per recipient.
+//!
+//! On HTTP/1.1 each event is one chunk of the chunked body (as in PocketBase);
+//! on HTTP/1.0 the body is close-delimited, so the same buffer is written without
+//! the chunk framing. One buffer serves both.
+//!
+//! Where PocketBase is wrong we are better: data containing line breaks is
+//! written as several `data:` lines (valid SSE) instead of breaking the frame.
+
+use bytes::Bytes;
+
+/// Length of a client id; fixed by the protocol (PocketBase uses 40 too).
+pub const ID_LEN: usize = 40;
+
+/// The terminating chunk of a chunked body: how a stream is ended politely.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// How a stream's body is framed on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyMode {
+    /// HTTP/1.1: one chunk per event.
+    Chunked,
+    /// HTTP/1.0: raw bytes, delimited by closing the connection.
+    Raw,
+    /// HEAD: the head was written, the body is discarded.
+    Discard,
+}
+
+/// One event minus the recipient's id, built once per (message, subscription
+/// string) and shared by every recipient on a core.
+#[derive(Debug)]
+pub struct Frame {
+    /// `<hex>\r\nid:` + `\nevent:<name>\ndata:<data>\n\n` + `\r\n`.
+    buf: Bytes,
+    /// Length of the `<hex>\r\n` prefix.
+    prefix: usize,
+}
+
+impl Frame {
+    /// Builds the frame for an event named `name` carrying `data`.
+    pub fn new(name: &[u8], data: &[u8]) -> Frame {
+        let event = event_body_len(name, data);
+        let chunk_len = 3 + ID_LEN + event;
+        let hex = HexLen::new(chunk_len);
+        let mut buf = Vec::with_capacity(hex.len() + 2 + chunk_len - ID_LEN + 2);
+        buf.extend_from_slice(hex.as_bytes());
+        buf.extend_from_slice(b"\r\nid:");
+        write_event_body(&mut buf, name, data);
+        buf.extend_from_slice(b"\r\n");
+        Frame {
+            buf: Bytes::from(buf),
+            prefix: hex.len() + 2,
+        }
+    }
+
+    /// The bytes that precede the client id for `mode`.
+    pub fn head(&self, mode: BodyMode) -> Bytes {
+        let id_at = self.prefix + 3;
+        match mode {
+            BodyMode::Chunked => self.buf.slice(..id_at),
+            BodyMode::Raw | BodyMode::Discard => self.buf.slice(self.prefix..id_at),
+        }
+    }
+
+    /// The bytes that follow the client id for `mode`.
+    pub fn tail(&self, mode: BodyMode) -> Bytes {
+        let id_at = self.prefix + 3;
+        match mode {
+            BodyMode::Chunked => self.buf.slice(id_at..),
+            BodyMode::Raw | BodyMode::Discard => self.buf.slice(id_at..self.buf.len() - 2),
+        }
+    }
+
+    /// Bytes on the wire for one recipient in `mode`, id included.
+    pub fn wire_len(&self, mode: BodyMode) -> usize {
+        match mode {
+            BodyMode::Chunked => self.buf.len() + ID_LEN,
+            BodyMode::Raw | BodyMode::Discard => self.buf.len() - self.prefix - 2 + ID_LEN,
+        }
+    }
+}
+
+/// Writes one complete event for `id` (used for `PB_CONNECT`, which is per client anyway).
+pub fn write_event(out: &mut Vec<u8>, mode: BodyMode, id: &[u8], name: &[u8], data: &[u8]) {
+    let chunk_len = 3 + id.len() + event_body_len(name, data);
+    if mode == BodyMode::Chunked {
+        out.extend_from_slice(HexLen::new(chunk_len).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"id:");
+    out.extend_from_slice(id);
+    write_event_body(out, name, data);
+    if mode == BodyMode::Chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// `\nevent:<name>\n` + one `data:<line>\n` per line + `\n`.
+fn write_event_body(out: &mut Vec<u8>, name: &[u8], data: &[u8]) {
+    out.extend_from_slice(b"\nevent:");
+    out.extend_from_slice(name);
+    out.push(b'\n');
+    for line in DataLines::new(data) {
+        out.extend_from_slice(b"data:");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+fn event_body_len(name: &[u8], data: &[u8]) -> usize {
+    let lines: usize = DataLines::new(data).map(|l| 6 + l.len()).sum();
+    7 + name.len() + 1 + lines + 1
+}
+
+/// Splits data at CR LF, LF or CR — the line ends SSE recognises — so that each
+/// piece can be written as its own `data:` field. Empty data is one empty line.
+struct DataLines<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> DataLines<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        DataLines { rest: Some(data) }
+    }
+}
+
+impl<'a> Iterator for DataLines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+            Some(i) => {
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                self.rest = Some(&rest[i + skip..]);
+                Some(&rest[..i])
+            }
+        }
+    }
+}
+
+/// A chunk size in lower-case hex (as Go writes it), without allocating.
+struct HexLen {
+    digits: [u8; 16],
+    start: usize,
+}
+
+impl HexLen {
+    fn new(mut n: usize) -> Self {
+        let mut digits = [0u8; 16];
+        let mut start = 16;
+        loop {
+            start -= 1;
+            digits[start] = b"0123456789abcdef"[n & 0xf];
+            n >>= 4;
+            if n == 0 {
+                break;
+            }
+        }
+        HexLen { digits, start }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
+
+    fn len(&self) -> usize {
+        16 - self.start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &[u8; 40] = b"abcdefghijABCDEFGHIJ0123456789abcdefghij";
+
+    fn render(frame: &Frame, mode: BodyMode) -> Vec<u8> {
+        let mut out = frame.head(mode).to_vec();
+        out.extend_from_slice(ID);
+        out.extend_from_slice(&frame.tail(mode));
+        assert_eq!(out.len(), frame.wire_len(mode));
+        out
+    }
+
+    #[test]
+    fn pb_connect_is_one_7b_chunk() {
+        let data = format!(r#"{{"clientId":"{}"}}"#, std::str::from_utf8(ID).unwrap());
+        let mut out = Vec::new();
+        write_event(
+            &mut out,
+            BodyMode::Chunked,
+            ID,
+            b"PB_CONNECT",
+            data.as_bytes(),
+        );
+        let expected = format!(
+            "7b\r\nid:{id}\nevent:PB_CONNECT\ndata:{{\"clientId\":\"{id}\"}}\n\n\r\n",
+            id = std::str::from_utf8(ID).unwrap()
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn shared_frame_matches_a_directly_written_event() {
+        for mode in [BodyMode::Chunked, BodyMode::Raw] {
+            let frame = Frame::new(b"chat?options=%7B%7D", br#"{"a":1}"#);
+            let mut direct = Vec::new();
+            write_event(&mut direct, mode, ID, b"chat?options=%7B%7D", br#"{"a":1}"#);
+            assert_eq!(render(&frame, mode), direct);
+        }
+    }
+
+    #[test]
+    fn raw_mode_has_no_chunk_framing() {
+        let frame = Frame::new(b"t", b"x");
+        let out = render(&frame, BodyMode::Raw);
+        assert_eq!(
+            out,
+            [b"id:".as_slice(), ID, b"\nevent:t\ndata:x\n\n"].concat()
+        );
+    }
+
+    #[test]
+    fn chunk_size_counts_the_whole_event() {
+        let frame = Frame::new(b"t", &[b'y'; 300]);
+        let out = render(&frame, BodyMode::Chunked);
+        let crlf = out.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&out[..crlf]).unwrap(), 16).unwrap();
+        assert_eq!(size, out.len() - crlf - 4);
+        assert!(out.ends_with(b"\n\n\r\n"));
+    }
+
+    #[test]
+    fn line_breaks_in_data_become_several_data_lines() {
+        let frame = Frame::new(b"t", b"a\nb\r\nc\rd\n");
+        let out = render(&frame, BodyMode::Raw);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("\nevent:t\ndata:a\ndata:b\ndata:c\ndata:d\ndata:\n\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn empty_data_is_an_empty_data_line() {
+        let out = render(&Frame::new(b"t", b""), BodyMode::Raw);
+        assert!(out.ends_with(b"\nevent:t\ndata:\n\n"));
+    }
+
+    #[test]
+    fn hex_is_lower_case_without_padding() {
+        assert_eq!(HexLen::new(0).as_bytes(), b"0");
+        assert_eq!(HexLen::new(0x7b).as_bytes(), b"7b");
+        assert_eq!(HexLen::new(0xabcdef).as_bytes(), b"abcdef");
+    }
+}

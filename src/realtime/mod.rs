@@ -1,0 +1,4 @@
+//! The PocketBase realtime protocol: SSE framing and subscription requests.
+
+pub mod frame;
+pub mod subscribe;

@@ -1,0 +1,376 @@
+//! `POST /api/realtime`: decoding and validating a subscription request.
+//!
+//! PocketBase's binder is lenient and we copy it exactly: the body is read by
+//! `Content-Type` prefix (JSON, urlencoded form, multipart form, XML), JSON
+//! keys match case-insensitively, bytes after the first JSON value are ignored,
+//! and an empty body skips decoding (so it fails validation instead). Decode
+//! failures answer with empty `data`; validation failures list every failing
+//! field. Limits count UTF-8 bytes. Applying the request to a client happens on
+//! the client's owner core (see `core`).
+
+use crate::http::error::{self, ApiError, SOMETHING_WENT_WRONG};
+use serde_json::{Map, Value};
+
+pub const MAX_CLIENT_ID_BYTES: usize = 255;
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
+pub const MAX_TOPIC_BYTES: usize = 2500;
+
+/// A decoded (not yet validated) request.
+#[derive(Debug, Default, PartialEq)]
+pub struct SubscribeForm {
+    pub client_id: String,
+    pub subscriptions: Vec<String>,
+}
+
+/// Decodes and validates a request body; on success the subscriptions are
+/// de-duplicated (first occurrence kept) with empty strings removed.
+pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<SubscribeForm, ApiError> {
+    let mut form = if body.is_empty() {
+        SubscribeForm::default()
+    } else {
+        decode(content_type.unwrap_or(""), body).ok_or_else(decode_error)?
+    };
+    validate(&form)?;
+    let mut seen = ahash::AHashSet::with_capacity(form.subscriptions.len());
+    form.subscriptions
+        .retain(|s| !s.is_empty() && seen.insert(s.clone()));
+    Ok(form)
+}
+
+fn decode_error() -> ApiError {
+    ApiError::bad_request(SOMETHING_WENT_WRONG)
+}
+
+fn decode(content_type: &str, body: &[u8]) -> Option<SubscribeForm> {
+    let ct = content_type.to_ascii_lowercase();
+    if ct.starts_with("application/json") {
+        decode_json(body)
+    } else if ct.starts_with("application/x-www-form-urlencoded") {
+        Some(from_fields(
+            form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+        ))
+    } else if ct.starts_with("multipart/form-data") {
+        let boundary = multipart_boundary(content_type)?;
+        Some(from_fields(multipart_fields(body, &boundary)?.into_iter()))
+    } else if ct.starts_with("application/xml") || ct.starts_with("text/xml") {
+        Some(from_fields(xml_fields(body)?.into_iter()))
+    } else {
+        None
+    }
+}
+
+/// JSON: the first value must be an object; keys are matched ignoring case
+/// (an exact match wins), types must fit, `null` means "not given".
+fn decode_json(body: &[u8]) -> Option<SubscribeForm> {
+    let value = serde_json::Deserializer::from_slice(body)
+        .into_iter::<Value>()
+        .next()?
+        .ok()?;
+    let Value::Object(map) = value else {
+        return None;
+    };
+    let mut form = SubscribeForm::default();
+    if let Some(v) = field(&map, "clientId") {
+        match v {
+            Value::String(s) => form.client_id = s.clone(),
+            Value::Null => {}
+            _ => return None,
+        }
+    }
+    if let Some(v) = field(&map, "subscriptions") {
+        match v {
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::String(s) => form.subscriptions.push(s.clone()),
+                        Value::Null => form.subscriptions.push(String::new()),
+                        _ => return None,
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => return None,
+        }
+    }
+    Some(form)
+}
+
+fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    map.get(name).or_else(|| {
+        map.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .next_back()
+    })
+}
+
+/// Form-like bodies: `clientId` once, `subscriptions` repeated.
+fn from_fields(fields: impl Iterator<Item = (String, String)>) -> SubscribeForm {
+    let mut form = SubscribeForm::default();
+    for (name, value) in fields {
+        if name.eq_ignore_ascii_case("clientId") {
+            form.client_id = value;
+        } else if name.eq_ignore_ascii_case("subscriptions") {
+            form.subscriptions.push(value);
+        }
+    }
+    form
+}
+
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (k, v) = param.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// The text fields of a `multipart/form-data` body (RFC 7578).
+fn multipart_fields(body: &[u8], boundary: &str) -> Option<Vec<(String, String)>> {
+    let delimiter = format!("--{boundary}");
+    let mut fields = Vec::new();
+    let mut parts = split_bytes(body, delimiter.as_bytes()).skip(1);
+    for part in parts.by_ref() {
+        if part.starts_with(b"--") {
+            return Some(fields);
+        }
+        let part = part.strip_prefix(b"\r\n")?;
+        let end = part.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let headers = String::from_utf8_lossy(&part[..end]);
+        let value = part[end + 4..].strip_suffix(b"\r\n")?;
+        let name = headers.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            if !k.trim().eq_ignore_ascii_case("content-disposition") {
+                return None;
+            }
+            v.split(';').find_map(|p| {
+                let (pk, pv) = p.trim().split_once('=')?;
+                (pk == "name").then(|| pv.trim_matches('"').to_owned())
+            })
+        })?;
+        fields.push((name, String::from_utf8(value.to_vec()).ok()?));
+    }
+    None
+}
+
+fn split_bytes<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut rest = Some(hay);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.windows(needle.len()).position(|w| w == needle) {
+            Some(i) => {
+                rest = Some(&r[i + needle.len()..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+/// XML as Go's `encoding/xml` binds it into PocketBase's form: `<ClientId>` and
+/// repeated `<Subscriptions>` directly under any root element.
+fn xml_fields(body: &[u8]) -> Option<Vec<(String, String)>> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut fields = Vec::new();
+    let mut depth = 0usize;
+    let mut current: Option<(String, String)> = None;
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e) => {
+                depth += 1;
+                if depth == 2 {
+                    let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                    let key = match name.as_str() {
+                        "ClientId" => "clientId",
+                        "Subscriptions" => "subscriptions",
+                        _ => "",
+                    };
+                    current = Some((key.to_owned(), String::new()));
+                }
+            }
+            Event::Empty(e) if depth == 1 && e.name().as_ref() == b"Subscriptions" => {
+                fields.push(("subscriptions".to_owned(), String::new()));
+            }
+            Event::Text(t) => {
+                if let (2, Some((_, text))) = (depth, current.as_mut()) {
+                    text.push_str(&t.unescape().ok()?);
+                }
+            }
+            Event::CData(t) => {
+                if let (2, Some((_, text))) = (depth, current.as_mut()) {
+                    text.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Event::End(_) => {
+                if depth == 2 {
+                    if let Some((k, v)) = current.take().filter(|(k, _)| !k.is_empty()) {
+                        fields.push((k, v));
+                    }
+                }
+                depth = depth.checked_sub(1)?;
+            }
+            Event::Eof => return (depth == 0).then_some(fields),
+            _ => {}
+        }
+    }
+}
+
+fn validate(form: &SubscribeForm) -> Result<(), ApiError> {
+    let mut data = Map::new();
+    if form.client_id.is_empty() {
+        data.insert("clientId".into(), error::required());
+    } else if form.client_id.len() > MAX_CLIENT_ID_BYTES {
+        data.insert(
+            "clientId".into(),
+            error::out_of_range(1, MAX_CLIENT_ID_BYTES),
+        );
+    }
+    if form.subscriptions.len() > MAX_SUBSCRIPTIONS {
+        data.insert("subscriptions".into(), error::too_long(MAX_SUBSCRIPTIONS));
+    } else {
+        let too_long: Map<String, Value> = form
+            .subscriptions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.len() > MAX_TOPIC_BYTES)
+            .map(|(i, _)| (i.to_string(), error::too_long(MAX_TOPIC_BYTES)))
+            .collect();
+        if !too_long.is_empty() {
+            data.insert("subscriptions".into(), Value::Object(too_long));
+        }
+    }
+    if data.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(error::sorted(data)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JSON: Option<&str> = Some("application/json");
+
+    fn ok(ct: Option<&str>, body: &str) -> SubscribeForm {
+        parse(ct, body.as_bytes()).unwrap()
+    }
+
+    fn err(ct: Option<&str>, body: &[u8]) -> String {
+        String::from_utf8(parse(ct, body).unwrap_err().body()).unwrap()
+    }
+
+    const GENERIC: &str = r#"{"data":{},"message":"Something went wrong while processing your request.","status":400}"#;
+    const BLANK: &str = r#"{"data":{"clientId":{"code":"validation_required","message":"Cannot be blank."}},"message":"Something went wrong while processing your request.","status":400}"#;
+
+    #[test]
+    fn lenient_json() {
+        let f = ok(
+            JSON,
+            r#"{"CLIENTID":"abc","Subscriptions":["a","b","a",""],"x":1} trailing"#,
+        );
+        assert_eq!(f.client_id, "abc");
+        assert_eq!(f.subscriptions, ["a", "b"]);
+        assert_eq!(
+            ok(
+                Some("application/json; charset=utf-8"),
+                r#"{"clientId":"a","subscriptions":null}"#
+            )
+            .subscriptions,
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn decode_errors_have_empty_data() {
+        for body in [
+            &b"{"[..],
+            b"not json",
+            b"[1]",
+            br#"{"clientId":1}"#,
+            br#"{"clientId":"a","subscriptions":"x"}"#,
+            br#"{"clientId":"a","subscriptions":[1]}"#,
+        ] {
+            assert_eq!(
+                err(JSON, body),
+                GENERIC,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(err(Some("text/plain"), b"{}"), GENERIC);
+        assert_eq!(err(None, br#"{"clientId":"a"}"#), GENERIC);
+    }
+
+    #[test]
+    fn empty_body_fails_validation_whatever_the_type() {
+        assert_eq!(err(None, b""), BLANK);
+        assert_eq!(err(JSON, b""), BLANK);
+        assert_eq!(err(JSON, b"{}"), BLANK);
+        assert_eq!(err(JSON, br#"{"clientId":""}"#), BLANK);
+    }
+
+    #[test]
+    fn limits_count_bytes() {
+        let id = "é".repeat(128);
+        let body = format!(r#"{{"clientId":"{id}"}}"#);
+        assert!(err(JSON, body.as_bytes()).contains("validation_length_out_of_range"));
+        let topic = "é".repeat(1250);
+        ok(
+            JSON,
+            &format!(r#"{{"clientId":"a","subscriptions":["{topic}"]}}"#),
+        );
+        let body = format!(r#"{{"clientId":"a","subscriptions":["x","{topic}a"]}}"#);
+        assert!(
+            err(JSON, body.as_bytes())
+                .contains(r#""subscriptions":{"1":{"code":"validation_length_too_long""#)
+        );
+    }
+
+    #[test]
+    fn count_error_wins_over_topic_errors_and_both_fields_are_reported() {
+        let mut subs: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+        subs[0] = "x".repeat(2501);
+        let body = serde_json::json!({"clientId": "a", "subscriptions": subs}).to_string();
+        assert_eq!(
+            err(JSON, body.as_bytes()),
+            r#"{"data":{"subscriptions":{"code":"validation_length_too_long","message":"The length must be no more than 1000.","params":{"max":1000,"min":0}}},"message":"Something went wrong while processing your request.","status":400}"#
+        );
+        let body = serde_json::json!({"subscriptions": ["x".repeat(2501)]}).to_string();
+        let e = err(JSON, body.as_bytes());
+        assert!(
+            e.starts_with(r#"{"data":{"clientId":{"code":"validation_required""#),
+            "{e}"
+        );
+        assert!(e.contains(r#""subscriptions":{"0":"#));
+    }
+
+    #[test]
+    fn form_bodies() {
+        let f = ok(
+            Some("application/x-www-form-urlencoded"),
+            "clientId=abc&subscriptions=a&subscriptions=b%3Fx",
+        );
+        assert_eq!(
+            f,
+            SubscribeForm {
+                client_id: "abc".into(),
+                subscriptions: vec!["a".into(), "b?x".into()]
+            }
+        );
+        let body = "--XX\r\nContent-Disposition: form-data; name=\"clientId\"\r\n\r\nabc\r\n--XX\r\nContent-Disposition: form-data; name=\"subscriptions\"\r\n\r\nt1\r\n--XX--\r\n";
+        let f = ok(Some("multipart/form-data; boundary=XX"), body);
+        assert_eq!(f.subscriptions, ["t1"]);
+        assert_eq!(f.client_id, "abc");
+        let f = ok(
+            Some("application/xml"),
+            "<r><ClientId>abc</ClientId><Subscriptions>a</Subscriptions><Subscriptions>b</Subscriptions></r>",
+        );
+        assert_eq!(f.subscriptions, ["a", "b"]);
+    }
+}

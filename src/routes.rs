@@ -1,0 +1,212 @@
+//! Which handler answers a request, and the handlers that answer at once
+//! (everything but the event stream, which lives in `stream`).
+
+use crate::conn::Connection;
+use crate::core::clients;
+use crate::http::error::ApiError;
+use crate::http::request::{Head, Method};
+use crate::http::response::Responder;
+use crate::publish;
+use crate::realtime::subscribe;
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET`/`HEAD /api/realtime`.
+    Stream {
+        head_only: bool,
+    },
+    /// `POST /api/realtime`.
+    Subscribe,
+    /// `POST /api/publish`.
+    Publish,
+    Health {
+        head_only: bool,
+    },
+    Stats,
+    /// `OPTIONS` anywhere (CORS preflight).
+    Preflight,
+    /// PocketBase answers unknown GETs from its static file handler, other
+    /// methods from the router; the messages differ.
+    NotFound {
+        file: bool,
+    },
+}
+
+pub fn route(head: &Head) -> Route {
+    let method = head.method();
+    match (head.path.as_str(), method) {
+        (_, Method::Options) => Route::Preflight,
+        ("/api/realtime", Method::Get | Method::Head) => Route::Stream {
+            head_only: method == Method::Head,
+        },
+        ("/api/realtime", Method::Post) => Route::Subscribe,
+        ("/api/publish", Method::Post) => Route::Publish,
+        ("/api/health", Method::Get | Method::Head) => Route::Health {
+            head_only: method == Method::Head,
+        },
+        ("/api/stats", Method::Get) => Route::Stats,
+        (_, Method::Get | Method::Head) => Route::NotFound { file: true },
+        _ => Route::NotFound { file: false },
+    }
+}
+
+/// Answers `route` into `out`.
+pub async fn handle(conn: &Connection, route: Route, head: &Head, body: &[u8], out: &mut Vec<u8>) {
+    let responder = Responder::new(head, &conn.ctx.cors);
+    let result = match route {
+        Route::Preflight => {
+            responder.preflight(out, head);
+            return;
+        }
+        Route::Subscribe => subscribe(conn, head, body).await.map(|()| {
+            responder.no_content(out);
+        }),
+        Route::Publish => publish(conn, head, body).await.map(|n| {
+            responder.json(out, 200, format!("{{\"recipients\":{n}}}").as_bytes());
+        }),
+        Route::Stats => stats(conn, head)
+            .await
+            .map(|body| responder.json(out, 200, &body)),
+        Route::Health { head_only } => {
+            let body = br#"{"message":"API is healthy.","code":200,"data":{}}"#;
+            responder.json(out, 200, body);
+            if head_only {
+                out.truncate(out.len() - body.len());
+            }
+            Ok(())
+        }
+        Route::NotFound { file: true } => Err(ApiError::new(404, "File not found.")),
+        Route::NotFound { file: false } => Err(ApiError::not_found()),
+        Route::Stream { .. } => unreachable!("streams are served by stream::run"),
+    };
+    if let Err(err) = result {
+        responder.error(out, &err);
+    }
+}
+
+/// `POST /api/realtime`: validate here, apply on the client's owner core.
+async fn subscribe(conn: &Connection, head: &Head, body: &[u8]) -> Result<(), ApiError> {
+    let form = subscribe::parse(head.content_type.as_deref(), body)?;
+    let unknown = || ApiError::new(404, "Missing or invalid client id.");
+    let (owner, key) =
+        clients::locate(form.client_id.as_bytes(), conn.ctx.ring.workers()).ok_or_else(unknown)?;
+    let ip = conn.peer.ip();
+    if owner == conn.ctx.index {
+        conn.ctx.core.borrow_mut().subscribe(
+            form.client_id.as_bytes(),
+            key,
+            ip,
+            &form.subscriptions,
+        )
+    } else {
+        conn.ctx
+            .ring
+            .subscribe(owner, form.client_id, key, ip, form.subscriptions)
+            .await
+    }
+}
+
+async fn publish(conn: &Connection, head: &Head, body: &[u8]) -> Result<u64, ApiError> {
+    authorize(conn, head)?;
+    let messages = publish::parse(body)?;
+    Ok(conn.ctx.ring.publish(messages).await?)
+}
+
+async fn stats(conn: &Connection, head: &Head) -> Result<Vec<u8>, ApiError> {
+    authorize(conn, head)?;
+    let cores = conn.ctx.ring.stats().await?;
+    let sum = |f: fn(&crate::core::CoreStats) -> u64| cores.iter().map(f).sum::<u64>();
+    let total = json!({
+        "connections": sum(|c| c.connections),
+        "clients": sum(|c| c.clients),
+        "subscriptions": sum(|c| c.subscriptions),
+        "deliveries": sum(|c| c.deliveries),
+        "frames_written": sum(|c| c.frames_written),
+        "writes": sum(|c| c.writes),
+        "dropped_clients": sum(|c| c.dropped_clients),
+        "dropped_frames": sum(|c| c.dropped_frames),
+        "queued_bytes": sum(|c| c.queued_bytes),
+    });
+    serde_json::to_vec(&json!({"total": total, "cores": cores}))
+        .map_err(|e| ApiError::new(500, format!("Could not serialise the stats: {e}.")))
+}
+
+/// Who may publish and read stats: holders of the admin token when one is
+/// configured, otherwise loopback peers only.
+fn authorize(conn: &Connection, head: &Head) -> Result<(), ApiError> {
+    match &conn.ctx.config.admin_token {
+        Some(token) => {
+            let given = head
+                .authorization
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "));
+            match given {
+                None => Err(ApiError::new(
+                    401,
+                    "This endpoint needs the admin token: send \"Authorization: Bearer <token>\".",
+                )),
+                Some(t) if constant_time_eq(t.trim().as_bytes(), token.as_bytes()) => Ok(()),
+                Some(_) => Err(ApiError::new(403, "The admin token is not valid.")),
+            }
+        }
+        None if conn.peer.ip().to_canonical().is_loopback() => Ok(()),
+        None => Err(ApiError::new(
+            403,
+            "Only loopback clients may publish when no admin token is set; start ringcast with --admin-token to publish from elsewhere.",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::parse_head;
+
+    fn route_of(raw: &str) -> Route {
+        route(&parse_head(raw.as_bytes(), 4096).unwrap().unwrap().0)
+    }
+
+    #[test]
+    fn routes_like_pocketbase() {
+        assert_eq!(
+            route_of("GET /api/realtime?x HTTP/1.1\r\n\r\n"),
+            Route::Stream { head_only: false }
+        );
+        assert_eq!(
+            route_of("HEAD /api/realtime HTTP/1.1\r\n\r\n"),
+            Route::Stream { head_only: true }
+        );
+        assert_eq!(
+            route_of("POST /api/realtime HTTP/1.1\r\n\r\n"),
+            Route::Subscribe
+        );
+        assert_eq!(
+            route_of("PUT /api/realtime HTTP/1.1\r\n\r\n"),
+            Route::NotFound { file: false }
+        );
+        assert_eq!(
+            route_of("GET /api/realtime/ HTTP/1.1\r\n\r\n"),
+            Route::NotFound { file: true }
+        );
+        assert_eq!(
+            route_of("POST /api/realtime/ HTTP/1.1\r\n\r\n"),
+            Route::NotFound { file: false }
+        );
+        assert_eq!(
+            route_of("OPTIONS /api/realtime HTTP/1.1\r\n\r\n"),
+            Route::Preflight
+        );
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

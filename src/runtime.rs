@@ -1,0 +1,114 @@
+//! The runtime glue: the only module that knows tokio-uring.
+//!
+//! Each core runs a tokio-uring loop (a current-thread tokio runtime whose
+//! socket I/O is submitted to an io_uring) with its own `SO_REUSEPORT`
+//! listener, so the kernel spreads connections over cores with no shared
+//! accept queue. Swapping the runtime means rewriting this file only.
+//!
+//! Traps from the spike (`shared/research/tokio-uring-notes.md`) handled here:
+//! an in-flight op is not cancelled when its future is dropped and keeps the
+//! fd open, so [`Socket`] shuts the socket down when its last handle goes, which
+//! completes any pending read; and the ring is set up without
+//! `setup_defer_taskrun`, which hangs tokio-uring.
+
+use bytes::Bytes;
+use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+
+/// Submission queue size: how many operations one loop iteration can batch
+/// into a single `io_uring_enter` (e.g. the writes of one fan-out).
+const RING_ENTRIES: u32 = 4096;
+
+/// A pending read: completes with the bytes read (0 = EOF) and the buffer.
+pub type ReadFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>>;
+
+/// Binds a listening socket that other cores can bind too (`SO_REUSEPORT`).
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = RawSocket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(65535)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Runs `main` on this thread's own io_uring loop until it completes.
+pub fn run<F: Future>(main: F) -> F::Output {
+    tokio_uring::builder().entries(RING_ENTRIES).start(main)
+}
+
+/// Spawns a task on the current core's loop.
+pub fn spawn<F: Future + 'static>(task: F) {
+    tokio_uring::spawn(task);
+}
+
+/// A core's listener.
+pub struct Listener {
+    inner: tokio_uring::net::TcpListener,
+}
+
+impl Listener {
+    pub fn from_std(listener: std::net::TcpListener) -> Listener {
+        Listener {
+            inner: tokio_uring::net::TcpListener::from_std(listener),
+        }
+    }
+
+    pub async fn accept(&self) -> io::Result<(Socket, SocketAddr)> {
+        let (stream, peer) = self.inner.accept().await?;
+        // Frames are coalesced before they are written; Nagle would only delay them.
+        stream.set_nodelay(true)?;
+        Ok((
+            Socket {
+                stream: Rc::new(stream),
+            },
+            peer,
+        ))
+    }
+
+    /// Makes pending and future `accept`s fail, so accept loops end.
+    pub fn stop(&self) {
+        // SAFETY: shutdown(2) on our own listening socket; the fd stays valid.
+        unsafe { libc::shutdown(self.inner.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+}
+
+/// A connected socket. Clones share it; reads and writes may be in flight at once.
+#[derive(Clone)]
+pub struct Socket {
+    stream: Rc<tokio_uring::net::TcpStream>,
+}
+
+impl Socket {
+    /// Starts a read into `buf`'s spare capacity.
+    pub fn read(&self, buf: Vec<u8>) -> ReadFuture {
+        let stream = self.stream.clone();
+        Box::pin(async move { stream.read(buf).await })
+    }
+
+    pub async fn write_all(&self, buf: Vec<u8>) -> io::Result<()> {
+        let (res, _) = self.stream.write_all(buf).await;
+        res
+    }
+
+    /// One vectored write; may be partial.
+    pub async fn writev(&self, bufs: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
+        self.stream.writev(bufs).await
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// Shuts both directions down: pending reads complete, the peer sees EOF,
+    /// and the fd is closed once the last in-flight op lets go of it.
+    pub fn close(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -1,0 +1,141 @@
+//! One worker core: its event loop, accept loops, inbox and timers.
+
+use crate::config::Config;
+use crate::conn::Connection;
+use crate::core::Core;
+use crate::http::response::Cors;
+use crate::ring::{Command, Inbox, Ring};
+use crate::runtime::{self, Listener};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Accepts kept in flight per core, so bursts of connects are taken quickly.
+const ACCEPT_LOOPS: usize = 4;
+/// Commands taken from the inbox per loop turn; a batch of publishes fans out
+/// before any stream writes, so frames for one client coalesce into one write.
+const INBOX_BATCH: usize = 256;
+/// How long shutdown waits for streams to flush and end politely.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// What every task of one core shares.
+pub struct CoreCtx {
+    pub index: usize,
+    pub core: RefCell<Core>,
+    pub ring: Ring,
+    pub cors: Cors,
+    pub config: Arc<Config>,
+}
+
+/// Runs core `index` on the calling thread until shutdown.
+pub fn run(
+    index: usize,
+    config: Arc<Config>,
+    listener: std::net::TcpListener,
+    ring: Ring,
+    inbox: Inbox,
+) {
+    runtime::run(async move {
+        let ctx = Rc::new(CoreCtx {
+            index,
+            core: RefCell::new(Core::new(index, config.clone())),
+            ring,
+            cors: Cors::new(config.origins.clone()),
+            config,
+        });
+        let listener = Rc::new(Listener::from_std(listener));
+        for _ in 0..ACCEPT_LOOPS {
+            runtime::spawn(accept_loop(ctx.clone(), listener.clone()));
+        }
+        runtime::spawn(expire_loop(ctx.clone()));
+        serve_inbox(&ctx, inbox).await;
+        shut_down(&ctx, &listener).await;
+    });
+}
+
+async fn accept_loop(ctx: Rc<CoreCtx>, listener: Rc<Listener>) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                if ctx.core.borrow().shutting_down() {
+                    socket.close();
+                    continue;
+                }
+                runtime::spawn(Connection::new(ctx.clone(), socket, peer).serve());
+            }
+            Err(_) if ctx.core.borrow().shutting_down() => return,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(core = ctx.index, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Ends streams whose idle timeout or lifetime passed. Ticks at a tenth of the
+/// shorter timeout (10–250 ms), so ends are that precise.
+async fn expire_loop(ctx: Rc<CoreCtx>) {
+    let shortest = ctx.config.idle_timeout.min(ctx.config.max_lifetime);
+    let tick = (shortest / 10).clamp(Duration::from_millis(10), Duration::from_millis(250));
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        interval.tick().await;
+        ctx.core.borrow_mut().expire();
+    }
+}
+
+/// Serves commands from other cores until told to shut down.
+async fn serve_inbox(ctx: &CoreCtx, mut inbox: Inbox) {
+    let mut commands = Vec::with_capacity(INBOX_BATCH);
+    loop {
+        if inbox.recv_many(&mut commands, INBOX_BATCH).await == 0 {
+            return;
+        }
+        for command in commands.drain(..) {
+            match command {
+                Command::Publish { batch, reply } => {
+                    let n = ctx.core.borrow_mut().publish(&batch);
+                    // The publisher may have gone; the messages are queued anyway.
+                    let _ = reply.send(n);
+                }
+                Command::Subscribe {
+                    client_id,
+                    key,
+                    ip,
+                    subscriptions,
+                    reply,
+                } => {
+                    let result = ctx.core.borrow_mut().subscribe(
+                        client_id.as_bytes(),
+                        key,
+                        ip,
+                        &subscriptions,
+                    );
+                    let _ = reply.send(result);
+                }
+                Command::Stats { reply } => {
+                    let _ = reply.send(ctx.core.borrow().stats());
+                }
+                Command::Shutdown => return,
+            }
+        }
+    }
+}
+
+/// Stops accepting, ends every stream politely, then closes what is left.
+async fn shut_down(ctx: &CoreCtx, listener: &Listener) {
+    listener.stop();
+    ctx.core.borrow_mut().begin_shutdown();
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while ctx.core.borrow().stats().clients > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ctx.core.borrow_mut().close_all_connections();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while ctx.core.borrow().open_connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::debug!(core = ctx.index, "core stopped");
+}

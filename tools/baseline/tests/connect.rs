@@ -1,0 +1,160 @@
+//! `GET /api/realtime`: head, PB_CONNECT framing, client ids, disconnects.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Server, SseClient, post_json, request};
+
+#[test]
+fn pb_connect_is_the_first_event_framed_like_pocketbase() {
+    let server = Server::start();
+    let client = SseClient::connect(server.addr);
+
+    assert_eq!(client.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(client.header("content-type"), Some("text/event-stream"));
+    assert_eq!(client.header("cache-control"), Some("no-store"));
+    assert_eq!(client.header("x-accel-buffering"), Some("no"));
+    assert_eq!(client.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(client.header("vary"), Some("Origin"));
+    assert_eq!(client.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(client.header("content-length"), None);
+    assert_eq!(client.header("access-control-allow-origin"), None);
+
+    let id = &client.id;
+    let expected = format!("id:{id}\nevent:PB_CONNECT\ndata:{{\"clientId\":\"{id}\"}}\n\n");
+    assert_eq!(
+        String::from_utf8_lossy(&client.first_chunk),
+        expected,
+        "exact PB_CONNECT bytes"
+    );
+    assert_eq!(client.first_chunk.len(), 0x7b);
+}
+
+#[test]
+fn head_and_first_chunk_bytes_on_the_wire() {
+    let server = Server::start();
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.ends_with(b"\n\n\r\n") {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(raw).expect("ascii");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    // hyper writes the chunk size in upper-case hex (PocketBase: "7b"); both are
+    // valid HTTP and invisible to SSE parsers.
+    let id = body
+        .strip_prefix("7B\r\nid:")
+        .map(|rest| &rest[..40])
+        .unwrap_or_else(|| panic!("unexpected first chunk: {body:?}"));
+    assert_eq!(
+        body,
+        format!("7B\r\nid:{id}\nevent:PB_CONNECT\ndata:{{\"clientId\":\"{id}\"}}\n\n\r\n")
+    );
+}
+
+#[test]
+fn client_ids_are_unique_40_char_alphanumerics() {
+    let server = Server::start();
+    let mut ids = HashSet::new();
+    let mut symbols = HashSet::new();
+    for _ in 0..100 {
+        let client = SseClient::connect(server.addr);
+        assert_eq!(client.id.len(), 40, "{}", client.id);
+        assert!(
+            client.id.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{}",
+            client.id
+        );
+        symbols.extend(client.id.bytes());
+        assert!(ids.insert(client.id.clone()), "duplicate id {}", client.id);
+    }
+    // 4000 uniform draws from 62 symbols: every symbol shows up.
+    assert_eq!(symbols.len(), 62);
+}
+
+#[test]
+fn origin_adds_allow_origin() {
+    let server = Server::start();
+    let client = SseClient::connect_with(None, server.addr, &[("Origin", "http://example.com")]);
+    assert_eq!(client.header("access-control-allow-origin"), Some("*"));
+}
+
+#[test]
+fn http10_stream_is_close_delimited() {
+    let server = Server::start();
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /api/realtime HTTP/1.0\r\n\r\n")
+        .expect("write");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.ends_with(b"\"}\n\n") {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(raw).expect("ascii");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head");
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"));
+    assert!(
+        body.starts_with("id:") && body.contains("\nevent:PB_CONNECT\n"),
+        "{body:?}"
+    );
+}
+
+#[test]
+fn disconnect_unregisters_the_client_at_once() {
+    let server = Server::start();
+    let client = SseClient::connect(server.addr);
+    let id = client.id.clone();
+    let body = format!(r#"{{"clientId":"{id}","subscriptions":["a"]}}"#);
+    post_json(server.addr, "/api/realtime", &body).assert_no_content();
+    drop(client);
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let response = post_json(server.addr, "/api/realtime", &body);
+        if response.status == 404 {
+            response.assert_json(
+                404,
+                r#"{"data":{},"message":"Missing or invalid client id.","status":404}"#,
+            );
+            break;
+        }
+        response.assert_no_content();
+        assert!(
+            Instant::now() < deadline,
+            "client still registered after 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn wrong_methods_and_unknown_routes_are_404() {
+    let server = Server::start();
+    let not_found = r#"{"data":{},"message":"The requested resource wasn't found.","status":404}"#;
+    for method in ["PUT", "PATCH", "DELETE"] {
+        request(server.addr, method, "/api/realtime", &[], b"").assert_json(404, not_found);
+    }
+    request(server.addr, "GET", "/api/publish", &[], b"").assert_json(404, not_found);
+    request(server.addr, "GET", "/api/nothing", &[], b"").assert_json(404, not_found);
+}
