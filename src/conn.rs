@@ -64,7 +64,8 @@ impl Connection {
     pub async fn serve(mut self) {
         let mut out = Vec::new();
         loop {
-            let head = match self.next_request().await {
+            let next = Box::pin(self.next_request());
+            let head = match next.await {
                 Ok(head) => head,
                 Err(Stop::Quiet) => break,
                 Err(Stop::Error(err)) => {
@@ -77,13 +78,14 @@ impl Connection {
                     break;
                 }
             };
-            let body = match self.read_body(&head).await {
+            let body = Box::pin(self.read_body(&head));
+            let body = match body.await {
                 Ok(Some(body)) => body,
                 Ok(None) => break,
                 Err(err) => {
                     let head = Head {
                         close: true,
-                        ..head
+                        ..*head
                     };
                     Responder::new(&head, &self.ctx.cors).error(&mut out, &err);
                     break;
@@ -105,7 +107,12 @@ impl Connection {
                         return;
                     }
                 }
-                route => routes::handle(&self, route, &head, &body, &mut out).await,
+                route => {
+                    // Boxed, like the request reads above: a parked stream's task
+                    // should not reserve room for the states of other routes.
+                    let answer = Box::pin(routes::handle(&self, route, &head, &body, &mut out));
+                    answer.await
+                }
             }
             if head.close || self.ctx.core.borrow().shutting_down() {
                 break;
@@ -123,12 +130,12 @@ impl Connection {
             }
         }
         if !out.is_empty() {
-            let _ = self.socket.write_all(out).await;
+            let _ = (self.socket.write_all(out)).await;
         }
     }
 
     /// Reads until a complete request head is buffered, within the timeouts.
-    async fn next_request(&mut self) -> Result<Head, Stop> {
+    async fn next_request(&mut self) -> Result<Box<Head>, Stop> {
         let config = &self.ctx.config;
         let (head_timeout, keepalive) = (config.head_timeout, config.keepalive_timeout);
         let max_head = config.max_header_bytes;
@@ -142,7 +149,9 @@ impl Connection {
                 request::parse_head(&self.buf, max_head).map_err(Stop::Error)?
             {
                 self.buf.drain(..used);
-                return Ok(head);
+                // Boxed: a stream keeps its connection's task parked for
+                // minutes, and the head should not be part of its size.
+                return Ok(Box::new(head));
             }
             let was_empty = self.buf.is_empty();
             match timeout_at(deadline, self.read_more()).await {

@@ -26,32 +26,17 @@ pub async fn run(conn: &mut Connection, head: &Head, head_only: bool) -> bool {
         (false, true) => BodyMode::Chunked,
         (false, false) => BodyMode::Raw,
     };
-    let ctx = conn.ctx.clone();
-    let responder = Responder::new(head, &ctx.cors);
-    let mut out = Vec::with_capacity(512);
-    let registered = ctx
-        .core
-        .borrow_mut()
-        .register(conn.peer.ip(), conn.socket.fd(), mode);
-    let Some((key, id)) = registered else {
-        responder.error(
-            &mut out,
-            &ApiError::new(503, "This server holds as many realtime clients as it can."),
-        );
-        return conn.socket.write_all(out).await.is_ok();
+    let (key, out) = match start(conn, head, mode) {
+        Ok(started) => started,
+        Err(refusal) => return conn.socket.write_all(refusal).await.is_ok(),
     };
-    responder.event_stream(&mut out, head_only);
-    if mode != BodyMode::Discard {
-        let data = [br#"{"clientId":""#.as_slice(), &id, br#""}"#].concat();
-        frame::write_event(&mut out, mode, &id, b"PB_CONNECT", &data);
-    }
     let reason = if conn.socket.write_all(out).await.is_err() {
         EndReason::ClientClosed
     } else {
         pump(conn, key).await
     };
-    ctx.core.borrow_mut().unregister(key);
-    tracing::debug!(client = %String::from_utf8_lossy(&id), ?reason, "stream ended");
+    conn.ctx.core.borrow_mut().unregister(key);
+    tracing::debug!(key, ?reason, "stream ended");
     if !reason.is_graceful() {
         return false;
     }
@@ -66,8 +51,33 @@ pub async fn run(conn: &mut Connection, head: &Head, head_only: bool) -> bool {
     }
 }
 
+/// Registers the client and renders the head and `PB_CONNECT` (one write);
+/// or renders the refusal when this core is full.
+fn start(conn: &Connection, head: &Head, mode: BodyMode) -> Result<(usize, Vec<u8>), Vec<u8>> {
+    let ctx = &conn.ctx;
+    let responder = Responder::new(head, &ctx.cors);
+    let mut out = Vec::with_capacity(512);
+    let registered = ctx
+        .core
+        .borrow_mut()
+        .register(conn.peer.ip(), conn.socket.fd(), mode);
+    let Some((key, id)) = registered else {
+        responder.error(
+            &mut out,
+            &ApiError::new(503, "This server holds as many realtime clients as it can."),
+        );
+        return Err(out);
+    };
+    responder.event_stream(&mut out, mode == BodyMode::Discard);
+    if mode != BodyMode::Discard {
+        let data = [br#"{"clientId":""#.as_slice(), &id, br#""}"#].concat();
+        frame::write_event(&mut out, mode, &id, b"PB_CONNECT", &data);
+    }
+    Ok((key, out))
+}
+
 /// Writes what the core queues until the stream ends.
-async fn pump(conn: &mut Connection, key: usize) -> EndReason {
+pub(crate) async fn pump(conn: &mut Connection, key: usize) -> EndReason {
     let ctx = conn.ctx.clone();
     if conn.buf.is_empty() {
         // Let go of the request's read buffer: idle streams are most streams.
@@ -100,7 +110,7 @@ async fn pump(conn: &mut Connection, key: usize) -> EndReason {
             ClientEvent::End(reason) => return reason,
             ClientEvent::Write => {
                 let pieces = ctx.core.borrow_mut().take_write(key);
-                let (res, pieces) = conn.socket.writev(pieces).await;
+                let (res, pieces) = (conn.socket.writev(pieces)).await;
                 let written = res.as_ref().map_or(0, |&n| n);
                 ctx.core.borrow_mut().complete_write(key, written, pieces);
                 if res.is_err() {

@@ -139,3 +139,46 @@ async fn shut_down(ctx: &CoreCtx, listener: &Listener) {
     }
     tracing::debug!(core = ctx.index, "core stopped");
 }
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn probe() {
+        fn sz<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        crate::runtime::run(async move {
+            let ctx = std::rc::Rc::new(super::CoreCtx {
+                index: 0,
+                core: std::cell::RefCell::new(crate::core::Core::new(
+                    0,
+                    std::sync::Arc::new(crate::Config::defaults()),
+                )),
+                ring: crate::ring::Ring::new(1, 4).0,
+                cors: crate::http::response::Cors::new(vec![]),
+                config: std::sync::Arc::new(crate::Config::defaults()),
+            });
+            let l = crate::runtime::Listener::from_std(l);
+            let _c = std::net::TcpStream::connect(addr).unwrap();
+            let (s, p) = l.accept().await.unwrap();
+            let mut conn = super::Connection::new(ctx.clone(), s.clone(), p);
+            let head = crate::http::request::Head::default();
+            eprintln!("read fut {}", sz(&s.read(Vec::new())));
+            eprintln!("writev fut {}", sz(&s.writev(Vec::new())));
+            eprintln!("write_all fut {}", sz(&s.write_all(Vec::new())));
+            eprintln!("head {}", std::mem::size_of::<crate::http::request::Head>());
+            eprintln!("pump {}", sz(&crate::stream::pump(&mut conn, 0)));
+            eprintln!(
+                "stream::run {}",
+                sz(&crate::stream::run(&mut conn, &head, false))
+            );
+            eprintln!(
+                "client {}",
+                std::mem::size_of::<crate::core::clients::Client>()
+            );
+            let f = conn.serve();
+            eprintln!("serve {}", sz(&f));
+        });
+    }
+}

@@ -954,7 +954,7 @@ fn post_lengths_counted_in_utf8_bytes() {
         &curl_post_json(
             &h,
             "/api/realtime",
-            raw(&id, &[topic2500.clone()]).as_bytes(),
+            raw(&id, std::slice::from_ref(&topic2500)).as_bytes(),
         ),
         S204,
         "",

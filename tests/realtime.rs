@@ -91,14 +91,20 @@ fn assert_pb_error(r: &Response, status: u16, ctx: &str) {
     }
 }
 
-/// Sum of every number stored under `key`, anywhere in the JSON document; None if the key never
-/// appears.
+/// Sum of every number stored under a key named `key` or starting with `key` + "_" (e.g.
+/// `dropped` matches `dropped_clients` and `dropped_frames`), anywhere in the JSON document
+/// (totals and per-core entries alike: only use it for loose checks). None if no such key.
 fn sum_key(v: &serde_json::Value, key: &str) -> Option<u64> {
+    let matches = |k: &str| {
+        k == key
+            || k.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with('_'))
+    };
     match v {
         serde_json::Value::Object(m) => {
             let mut total = None;
             for (k, x) in m {
-                let part = if k == key {
+                let part = if matches(k) {
                     x.as_u64().or_else(|| sum_key(x, key))
                 } else {
                     sum_key(x, key)
@@ -113,6 +119,21 @@ fn sum_key(v: &serde_json::Value, key: &str) -> Option<u64> {
             .iter()
             .filter_map(|x| sum_key(x, key))
             .reduce(|a, b| a + b),
+        _ => None,
+    }
+}
+
+/// The first array in the document whose elements are objects with a `connections` key: the
+/// per-core entries of /api/stats.
+fn per_core_entries(v: &serde_json::Value) -> Option<&Vec<serde_json::Value>> {
+    match v {
+        serde_json::Value::Array(a)
+            if !a.is_empty() && a.iter().all(|e| e.get("connections").is_some()) =>
+        {
+            Some(a)
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(per_core_entries),
+        serde_json::Value::Object(m) => m.values().find_map(per_core_entries),
         _ => None,
     }
 }
@@ -610,7 +631,7 @@ fn slow_request_head_is_closed() {
 
 #[test]
 fn stats_shape() {
-    let srv = ringcast!("GET /api/stats", &[]);
+    let srv = ringcast!("GET /api/stats", &["--workers", "2"]);
     let mut a = srv.open_stream();
     let mut b = srv.open_stream();
     srv.subscribe(&a, &["st-1", "st-2"]);
@@ -620,6 +641,23 @@ fn stats_shape() {
     b.expect_event("st-1", "1");
     let v = srv.stats();
     assert!(v.is_object(), "stats is not a JSON object: {v}");
+    let cores = per_core_entries(&v).unwrap_or_else(|| {
+        panic!("no per-core entries (objects with \"connections\") in stats: {v}")
+    });
+    assert_eq!(
+        cores.len(),
+        2,
+        "--workers 2 but {} per-core entries: {v}",
+        cores.len()
+    );
+    for core in cores {
+        for key in ["connections", "subscriptions", "deliveries", "dropped"] {
+            assert!(
+                sum_key(core, key).is_some(),
+                "per-core entry without a {key:?} count: {core}"
+            );
+        }
+    }
     for key in ["connections", "subscriptions", "deliveries", "dropped"] {
         assert!(
             sum_key(&v, key).is_some(),
@@ -740,6 +778,16 @@ fn graceful_shutdown_on_sigterm() {
     let mut srv = ringcast!("SIGTERM", &[]);
     let mut streams: Vec<SseClient> = (0..3).map(|_| srv.open_stream()).collect();
     srv.subscribe(&streams[0], &["bye"]);
+    // An HTTP/1.0 stream (no chunking) is simply closed.
+    let mut h10 = srv.connect();
+    h10.send(format!("GET /api/realtime HTTP/1.0\r\nHost: {}\r\n\r\n", srv.host()).as_bytes());
+    h10.read_head();
+    h10.read_until(b"\n\n");
+    // An idle keep-alive connection is closed too.
+    let mut idle = srv.connect();
+    idle.send(&health_req(&srv.host()));
+    idle.read_response()
+        .assert_json("HTTP/1.1 200 OK", BODY_HEALTH, "health before SIGTERM");
     let t0 = Instant::now();
     srv.sigterm();
     for s in streams.iter_mut() {
@@ -754,6 +802,18 @@ fn graceful_shutdown_on_sigterm() {
             end != End::Timeout,
             "connection not closed after the zero chunk"
         );
+    }
+    for (name, c) in [
+        ("HTTP/1.0 stream", &mut h10),
+        ("idle keep-alive connection", &mut idle),
+    ] {
+        let (rest, end) = c.read_to_end_within(Duration::from_secs(8));
+        assert!(
+            rest.is_empty(),
+            "{name}: bytes before the close: {}",
+            show(&rest)
+        );
+        assert!(end != End::Timeout, "{name}: not closed on shutdown");
     }
     let status = srv.wait_exit(Duration::from_secs(8));
     let t = t0.elapsed();
@@ -888,5 +948,189 @@ fn bad_input_never_kills_the_server() {
         "HTTP/1.1 200 OK",
         BODY_HEALTH,
         "health after the bad input",
+    );
+}
+
+// =============================================================================================
+// More routing and configuration
+// =============================================================================================
+
+/// Topics shared by several clients survive one client's unsubscribe and another's disconnect;
+/// a topic nobody holds any more can be subscribed again.
+#[test]
+fn topic_refcounts_across_unsubscribe_and_disconnect() {
+    let srv = ringcast!("recipient counts", &["--workers", "2"]);
+    let mut a = srv.open_stream();
+    let b = srv.open_stream();
+    srv.subscribe(&a, &["shared", "a-only"]);
+    srv.subscribe(&b, &["shared"]);
+    assert_recipients(
+        &publish_raw(&srv, br#"{"topic":"shared","data":1}"#, &[]),
+        2,
+        "two holders",
+    );
+    a.expect_event("shared", "1");
+    srv.subscribe(&a, &["a-only"]);
+    assert_recipients(
+        &publish_raw(&srv, br#"{"topic":"shared","data":2}"#, &[]),
+        1,
+        "a unsubscribed",
+    );
+    drop(b);
+    let zero = wait_for(Duration::from_secs(3), || {
+        let r = publish_raw(&srv, br#"{"topic":"shared","data":3}"#, &[]);
+        (r.body == br#"{"recipients":0}"#).then_some(())
+    });
+    assert!(
+        zero.is_some(),
+        "the disconnected client still counts as a recipient after 3 s"
+    );
+    let mut c = srv.open_stream();
+    srv.subscribe(&c, &["shared"]);
+    srv.subscribe(&a, &["a-only", "shared"]);
+    assert_recipients(
+        &publish_raw(&srv, br#"{"topic":"shared","data":4}"#, &[]),
+        2,
+        "re-subscribed",
+    );
+    c.expect_event("shared", "4");
+    a.expect_event("shared", "4");
+    assert_recipients(
+        &publish_raw(&srv, br#"{"topic":"a-only","data":5}"#, &[]),
+        1,
+        "a-only",
+    );
+    a.expect_event("a-only", "5");
+}
+
+/// A client holding the maximum of 1000 subscriptions; one batch of 1000 messages, one per topic,
+/// arrives complete and in order.
+#[test]
+fn thousand_subscriptions_and_a_thousand_message_batch() {
+    let srv = ringcast!("batch publish", &[]);
+    let mut a = srv.open_stream();
+    let topics: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+    let refs: Vec<&str> = topics.iter().map(|s| s.as_str()).collect();
+    srv.subscribe(&a, &refs);
+    let msgs: Vec<String> = (0..1000)
+        .map(|i| format!(r#"{{"topic":"k{i}","data":{i}}}"#))
+        .collect();
+    let body = format!(r#"{{"messages":[{}]}}"#, msgs.join(","));
+    let r = publish_raw(&srv, body.as_bytes(), &[]);
+    assert_eq!(r.status(), 200, "batch: {}{}", r.head.text(), r.body_str());
+    for i in 0..1000 {
+        a.expect_event(&format!("k{i}"), &i.to_string());
+    }
+}
+
+/// A record event without `collectionId` reaches only the collection-name topics.
+#[test]
+fn record_event_without_collection_id() {
+    let srv = ringcast!("record events", &[]);
+    let mut a = srv.open_stream();
+    srv.subscribe(
+        &a,
+        &[
+            "posts/R9", "posts/*", "posts", "pbc_1/R9", "pbc_1/*", "pbc_1", "marker",
+        ],
+    );
+    let r = publish_raw(
+        &srv,
+        br#"{"collection":"posts","action":"update","record":{"id":"R9","b":2,"a":1}}"#,
+        &[],
+    );
+    assert_eq!(r.status(), 200, "{}{}", r.head.text(), r.body_str());
+    let payload = r#"{"record":{"id":"R9","b":2,"a":1},"action":"update"}"#;
+    a.expect_events_any_order(&[
+        ("posts/R9", payload),
+        ("posts/*", payload),
+        ("posts", payload),
+    ]);
+    srv.publish("marker", "0");
+    a.expect_event("marker", "0");
+}
+
+/// HTTP/1.0 streams have no chunking: the idle timeout ends them by closing the connection.
+#[test]
+fn idle_timeout_closes_http10_stream() {
+    let srv = ringcast!("--idle-timeout", &["--idle-timeout", "1s"]);
+    let t0 = Instant::now();
+    let mut c = srv.connect();
+    c.send(format!("GET /api/realtime HTTP/1.0\r\nHost: {}\r\n\r\n", srv.host()).as_bytes());
+    let head = c.read_head();
+    assert_head(&head, &sse_head_no_te("HTTP/1.0"), "HTTP/1.0 stream head");
+    let ev = c.read_until(b"\n\n");
+    let id = pb_connect_id(&ev);
+    assert_bytes(&ev, &pb_connect_event(&id), "PB_CONNECT");
+    let (rest, end) = c.read_to_end_within(Duration::from_secs(6));
+    let t = t0.elapsed();
+    assert!(rest.is_empty(), "bytes before the close: {}", show(&rest));
+    assert!(
+        end != End::Timeout,
+        "HTTP/1.0 stream not closed by the idle timeout"
+    );
+    assert!(
+        t >= Duration::from_millis(900) && t <= Duration::from_secs(3),
+        "closed after {t:?}, expected ≈1 s"
+    );
+}
+
+/// The head timeout counts from a request's first byte: an idle keep-alive connection between
+/// requests is not cut by it.
+#[test]
+fn head_timeout_spares_idle_keep_alive_connection() {
+    let srv = ringcast!("--head-timeout", &["--head-timeout", "1s"]);
+    let mut c = srv.connect();
+    c.send(&health_req(&srv.host()));
+    c.read_response()
+        .assert_json("HTTP/1.1 200 OK", BODY_HEALTH, "first request");
+    c.expect_silence(Duration::from_millis(2000), "idle keep-alive connection");
+    c.send(&health_req(&srv.host()));
+    c.read_response()
+        .assert_json("HTTP/1.1 200 OK", BODY_HEALTH, "request after 2 s idle");
+}
+
+/// Every flag can come from a `RINGCAST_*` variable; durations accept `ms`.
+#[test]
+fn flags_from_environment() {
+    if is_external() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"SKIPPED flags_from_environment: ringcast-only\n",
+        );
+        return;
+    }
+    let srv = Server::start_with_env(
+        &[],
+        &[
+            ("RINGCAST_IDLE_TIMEOUT", "1500ms"),
+            ("RINGCAST_ADMIN_TOKEN", "envtok"),
+        ],
+    );
+    let t0 = Instant::now();
+    let mut a = srv.open_stream();
+    srv.subscribe(&a, &["env"]);
+    assert_pb_error(
+        &publish_raw(&srv, br#"{"topic":"env","data":1}"#, &[]),
+        401,
+        "publish without the env token",
+    );
+    assert_recipients(
+        &publish_raw(
+            &srv,
+            br#"{"topic":"env","data":1}"#,
+            &[("Authorization", "Bearer envtok")],
+        ),
+        1,
+        "publish with the env token",
+    );
+    a.expect_event("env", "1");
+    let t_msg = Instant::now();
+    a.expect_end();
+    let since = t_msg.elapsed();
+    assert!(
+        since >= Duration::from_millis(1300) && since <= Duration::from_millis(4000),
+        "idle end {since:?} after the message (total {:?}), expected ≈1.5 s",
+        t0.elapsed()
     );
 }

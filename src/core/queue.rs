@@ -127,6 +127,6 @@ mod tests {
         assert!(a.is_empty());
         assert_eq!(d.len(), 1);
         assert!(Rc::ptr_eq(d.pop(&mut b).as_ref().unwrap(), &f2));
-        assert!(b.is_empty() && d.len() == 0);
+        assert!(b.is_empty() && d.is_empty());
     }
 }

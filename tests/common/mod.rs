@@ -709,6 +709,11 @@ pub struct Server {
 impl Server {
     /// Start ringcast with the given extra arguments, or use `RINGCAST_TEST_ADDR` (external mode).
     pub fn start(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like `start`, with extra environment variables for the server (e.g. `RINGCAST_IDLE_TIMEOUT`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         if let Some(addr) = external_addr() {
             return Server {
                 addr,
@@ -719,7 +724,7 @@ impl Server {
         }
         let mut last_err = String::new();
         for _attempt in 0..5 {
-            match Self::spawn(args) {
+            match Self::spawn(args, env) {
                 Ok(s) => return s,
                 Err(e) => last_err = e,
             }
@@ -742,7 +747,7 @@ impl Server {
         Some(Server::start(args))
     }
 
-    fn spawn(args: &[&str]) -> Result<Server, String> {
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             l.local_addr().unwrap().port()
@@ -759,6 +764,7 @@ impl Server {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().copied());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -18,7 +18,12 @@
 //!
 //! Classification of an arriving seq `s` (the stream should deliver in publish order):
 //! * first time seen and the largest so far → delivered (a jump leaves a *gap* of possibly lost seqs);
-//! * first time seen but below a seq already received (it fills a gap) → delivered **and** reordered;
+//! * first time seen but below the largest seq `m` received so far (it fills a gap) → delivered, and
+//!   - **reordered** (an error) if `s` had been acknowledged before `m` was even sent — i.e. `s` is below
+//!     the topic's acked prefix at the time `m` was sent (`floor(m)`, recorded by the publisher);
+//!   - *late* (allowed) otherwise: with several publishes in flight, requests that overlap in time may be
+//!     fanned out in either order (PocketBase's notify hook handles them on concurrent goroutines). With
+//!     `--in-flight 1` nothing overlaps and every late arrival is a reorder;
 //! * seen before → duplicated;
 //! * below `unexp_lo` → unexpected.
 //!
@@ -34,7 +39,9 @@ const NONE: u64 = u64::MAX;
 pub enum Arrival {
     /// First delivery, in order.
     InOrder,
-    /// First delivery, but after a higher seq.
+    /// First delivery after a higher seq that was published concurrently with it (allowed).
+    Late,
+    /// First delivery after a higher seq that was published after this one was acknowledged (error).
     Reordered,
     Duplicate,
     /// Published and acknowledged before this subscription was requested.
@@ -58,6 +65,7 @@ pub struct Tracker {
     pub delivered: u64,
     pub duplicated: u64,
     pub reordered: u64,
+    pub late: u64,
     pub unexpected: u64,
 }
 
@@ -83,6 +91,7 @@ impl Tracker {
             delivered: 0,
             duplicated: 0,
             reordered: 0,
+            late: 0,
             unexpected: 0,
         }
     }
@@ -92,12 +101,10 @@ impl Tracker {
         self.req_lo = req_lo;
     }
 
-    pub fn is_confirmed(&self) -> bool {
-        self.req_lo != NONE
-    }
-
+    /// Accounts one arriving seq. `floor(m)` must return the topic's acked prefix at the moment seq `m`
+    /// was sent; it is only called for arrivals below the highest seq seen.
     #[inline]
-    pub fn on_seq(&mut self, s: u64) -> Arrival {
+    pub fn on_seq(&mut self, s: u64, floor: impl FnOnce(u64) -> u64) -> Arrival {
         if s < self.unexp_lo || s == NONE {
             self.unexpected += 1;
             return Arrival::Unexpected;
@@ -124,9 +131,7 @@ impl Tracker {
                 self.gaps.insert(0, (s + 1, self.first));
             }
             self.first = s;
-            self.delivered += 1;
-            self.reordered += 1;
-            return Arrival::Reordered;
+            return self.late_arrival(s, floor);
         }
         // first <= s < next: either fills a gap or was seen already.
         let i = self.gaps.partition_point(|&(_, hi)| hi <= s);
@@ -143,9 +148,7 @@ impl Tracker {
                         self.gaps.insert(i + 1, (s + 1, hi));
                     }
                 }
-                self.delivered += 1;
-                self.reordered += 1;
-                Arrival::Reordered
+                self.late_arrival(s, floor)
             }
             _ => {
                 self.duplicated += 1;
@@ -154,22 +157,27 @@ impl Tracker {
         }
     }
 
-    /// Required seqs not yet received at or after the stream's high-water mark, given that `target`
-    /// messages will have been published: what is still to come if nothing is lost.
-    pub fn remaining(&self, target: u64) -> u64 {
-        if self.req_lo == NONE {
-            return 0;
-        }
-        let from = if self.first == NONE {
-            self.req_lo
+    fn late_arrival(&mut self, s: u64, floor: impl FnOnce(u64) -> u64) -> Arrival {
+        self.delivered += 1;
+        if s < floor(self.next - 1) {
+            self.reordered += 1;
+            Arrival::Reordered
         } else {
-            self.next.max(self.req_lo)
-        };
-        target.saturating_sub(from)
+            self.late += 1;
+            Arrival::Late
+        }
     }
 
-    /// True when every seq below `req_hi` that this subscription requires has been seen or skipped
-    /// (i.e. the stream has moved past it); used to drain a leaving client.
+    /// Required seqs below `target` not received yet: what is still to come if nothing is lost.
+    pub fn remaining(&self, target: u64) -> u64 {
+        if self.req_lo == NONE || target <= self.req_lo {
+            return 0;
+        }
+        target - self.req_lo - self.received_in(self.req_lo, target)
+    }
+
+    /// True when every seq below `req_hi` that this subscription requires has arrived (used to drain a
+    /// leaving client).
     pub fn caught_up(&self, req_hi: u64) -> bool {
         self.remaining(req_hi) == 0
     }
@@ -224,8 +232,12 @@ pub struct Totals {
     /// Required but never received.
     pub lost: u64,
     pub duplicated: u64,
-    /// Delivered after a higher seq of the same (client, topic).
+    /// Delivered after a higher seq of the same (client, topic) that was published after this one had
+    /// been acknowledged (an ordering violation).
     pub reordered: u64,
+    /// Delivered after a higher seq that was published concurrently (both in flight): allowed, not an
+    /// error; zero with `--in-flight 1`.
+    pub late: u64,
     /// Events that should not have arrived: an event name the client is not subscribed to, a seq outside
     /// the subscription window, a second PB_CONNECT. Sum of the three fields below.
     pub unexpected: u64,
@@ -255,6 +267,7 @@ impl Totals {
         self.lost += o.lost;
         self.duplicated += o.duplicated;
         self.reordered += o.reordered;
+        self.late += o.late;
         self.unexpected += o.unexpected;
         self.unexpected_name += o.unexpected_name;
         self.unexpected_seq += o.unexpected_seq;
@@ -286,6 +299,7 @@ impl Totals {
         self.lost += o.lost;
         self.duplicated += t.duplicated;
         self.reordered += t.reordered;
+        self.late += t.late;
         self.unexpected_seq += t.unexpected + o.unexpected;
         self.unexpected += t.unexpected + o.unexpected;
     }
@@ -301,14 +315,23 @@ mod tests {
         t
     }
 
+    /// Sequential publishing: every seq was acknowledged before the next was sent.
+    fn seq_floor(m: u64) -> u64 {
+        m
+    }
+
     fn feed(t: &mut Tracker, seqs: &[u64]) -> Vec<Arrival> {
-        seqs.iter().map(|&s| t.on_seq(s)).collect()
+        seqs.iter().map(|&s| t.on_seq(s, seq_floor)).collect()
     }
 
     #[test]
     fn clean_stream() {
         let mut t = tracker();
-        assert!(feed(&mut t, &[0, 1, 2, 3]).iter().all(|a| *a == Arrival::InOrder));
+        assert!(
+            feed(&mut t, &[0, 1, 2, 3])
+                .iter()
+                .all(|a| *a == Arrival::InOrder)
+        );
         assert_eq!(t.remaining(4), 0);
         assert_eq!(t.remaining(6), 2);
         let o = t.finish(4, NONE);
@@ -383,32 +406,75 @@ mod tests {
     #[test]
     fn reordered_below_first() {
         let mut t = tracker();
-        assert_eq!(feed(&mut t, &[3, 0]), vec![Arrival::InOrder, Arrival::Reordered]);
+        assert_eq!(
+            feed(&mut t, &[3, 0]),
+            vec![Arrival::InOrder, Arrival::Reordered]
+        );
         assert_eq!(t.gaps, vec![(1, 3)]);
-        assert_eq!(t.on_seq(2), Arrival::Reordered);
-        assert_eq!(t.on_seq(1), Arrival::Reordered);
+        assert_eq!(t.on_seq(2, seq_floor), Arrival::Reordered);
+        assert_eq!(t.on_seq(1, seq_floor), Arrival::Reordered);
         assert_eq!(t.finish(4, NONE).lost, 0);
         assert_eq!(t.reordered, 3);
+    }
+
+    #[test]
+    fn concurrent_publishes_may_arrive_late() {
+        // Seqs 0..4 were in flight together (floor 0 for all), 4 was sent after 0..3 were acked.
+        let floor = |m: u64| if m < 4 { 0 } else { 4 };
+        let mut t = tracker();
+        let a: Vec<_> = [2, 0, 3, 1, 4]
+            .iter()
+            .map(|&s| t.on_seq(s, floor))
+            .collect();
+        assert_eq!(
+            a,
+            vec![
+                Arrival::InOrder,
+                Arrival::Late,
+                Arrival::InOrder,
+                Arrival::Late,
+                Arrival::InOrder
+            ]
+        );
+        assert_eq!((t.late, t.reordered), (2, 0));
+        // ... but 3 arriving after 4 is a reorder: 3 was acknowledged before 4 was sent.
+        let mut t = tracker();
+        let a: Vec<_> = [0, 1, 2, 4, 3]
+            .iter()
+            .map(|&s| t.on_seq(s, floor))
+            .collect();
+        assert_eq!(a[4], Arrival::Reordered);
+        assert_eq!(t.finish(5, NONE).lost, 0);
+    }
+
+    #[test]
+    fn remaining_counts_unfilled_gaps() {
+        let mut t = tracker();
+        feed(&mut t, &[0, 3]);
+        assert_eq!(t.remaining(4), 2);
+        assert_eq!(t.remaining(6), 4);
+        assert!(!t.caught_up(4));
+        assert!(t.caught_up(1));
     }
 
     #[test]
     fn churn_windows() {
         // Subscribed while seqs 0..10 were acked and 0..12 sent: 10 and 11 raced with the subscription.
         let mut t = Tracker::new(0, 10);
-        assert_eq!(t.on_seq(9), Arrival::Unexpected);
+        assert_eq!(t.on_seq(9, seq_floor), Arrival::Unexpected);
         t.confirm(12);
-        assert_eq!(t.on_seq(11), Arrival::InOrder); // optional, fine
+        assert_eq!(t.on_seq(11, seq_floor), Arrival::InOrder); // optional, fine
         feed(&mut t, &[12, 13, 14]);
         // Left when 14 was acked (req_hi 15); 15 raced with the leave; closed when 16 had been sent.
         assert!(t.caught_up(15));
-        assert_eq!(t.on_seq(15), Arrival::InOrder);
+        assert_eq!(t.on_seq(15, seq_floor), Arrival::InOrder);
         let o = t.finish(15, 16);
         assert_eq!(o.required, 3);
         assert_eq!(o.lost, 0);
         assert_eq!(o.unexpected, 0);
         assert_eq!(t.unexpected, 1);
         // A seq beyond what was ever sent is unexpected at the end.
-        t.on_seq(20);
+        t.on_seq(20, seq_floor);
         assert_eq!(t.finish(15, 16).unexpected, 1);
         // Optional seqs that did not arrive are not lost.
         let mut t = Tracker::new(0, 10);
@@ -423,15 +489,6 @@ mod tests {
         let t = Tracker::new(0, 0);
         assert_eq!(t.finish(10, NONE).required, 0);
         assert_eq!(t.remaining(10), 0);
-    }
-
-    #[test]
-    fn remaining_after_gap_counts_only_the_future() {
-        let mut t = tracker();
-        feed(&mut t, &[0, 5]);
-        assert_eq!(t.remaining(10), 4);
-        assert!(!t.caught_up(10));
-        assert!(t.caught_up(6));
     }
 
     #[test]

@@ -1,1 +1,60 @@
-fn main() {}
+//! `ringcast-loadgen`: drives a PocketBase-style realtime (SSE) server on loopback and checks every
+//! delivery. See `--help` for the modes and the JSON report schema (`report::SCHEMA`).
+//!
+//! Layout: `cli` (options) → `modes` (coordinator, phases, report assembly) → `worker` (SSE clients, one
+//! thread each) and `publisher` (publish requests); `sse` decodes chunked SSE streams, `accounting`
+//! classifies deliveries, `payload` holds templates/clock/seq extraction, `procstat` samples /proc, `net`
+//! holds sockets and the tiny HTTP client, `report` the output types.
+
+mod accounting;
+mod cli;
+mod modes;
+mod net;
+mod payload;
+mod procstat;
+mod publisher;
+mod report;
+mod shared;
+mod sse;
+mod worker;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let check = cli.common.check;
+    let pretty = cli.common.pretty;
+    let report = match modes::run(cli) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringcast-loadgen: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if pretty {
+        serde_json::to_writer_pretty(&mut out, &report)
+    } else {
+        serde_json::to_writer(&mut out, &report)
+    };
+    if let Err(e) = written
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+    {
+        eprintln!("ringcast-loadgen: cannot write the report: {e}");
+        return ExitCode::from(2);
+    }
+    if !report.ok {
+        eprintln!(
+            "ringcast-loadgen: run not clean: {}",
+            report.failures.join("; ")
+        );
+        if check {
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}

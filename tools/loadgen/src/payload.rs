@@ -69,7 +69,7 @@ enum Part {
 }
 
 /// A pre-split template: placeholders `{topic}`, `{seq}`, `{ts_ns}` (alias `{ts}`), `{pad}`, `{index}`;
-/// `{{` and `}}` are literal braces; any other `{…}` is left as is (so JSON braces need no escaping).
+/// every other character, braces included, is literal (so JSON needs no escaping).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
@@ -81,16 +81,6 @@ impl Template {
         let mut lit = String::new();
         let mut rest = src;
         while !rest.is_empty() {
-            if let Some(r) = rest.strip_prefix("{{") {
-                lit.push('{');
-                rest = r;
-                continue;
-            }
-            if let Some(r) = rest.strip_prefix("}}") {
-                lit.push('}');
-                rest = r;
-                continue;
-            }
             let placeholder = [
                 ("{topic}", Part::Topic),
                 ("{seq}", Part::Seq),
@@ -225,7 +215,9 @@ pub fn member_u64(data: &[u8], key: &[u8]) -> Option<u64> {
         if matches!(data.get(i), Some(b'.' | b'e' | b'E')) {
             let end = data[i..]
                 .iter()
-                .position(|b| !(b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')))
+                .position(|b| {
+                    !(b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+                })
                 .map_or(data.len(), |p| i + p);
             let f: f64 = std::str::from_utf8(&data[start..end]).ok()?.parse().ok()?;
             if !(0.0..1.8e19).contains(&f) {
@@ -251,7 +243,7 @@ mod tests {
     #[test]
     fn template_render() {
         let t = Template::parse(
-            r#"{"topic":"{topic}","data":{"seq":{seq},"ts":{ts_ns},"pad":"{pad}","i":{index},"b":"{{x}}"}}"#,
+            r#"{"topic":"{topic}","data":{"seq":{seq},"ts":{ts_ns},"pad":"{pad}","i":{index},"b":"{x}"}}"#,
         );
         let mut s = String::new();
         t.render_into(
@@ -290,7 +282,10 @@ mod tests {
             }
         );
         // float rendering from a JS number
-        assert_eq!(extract(br#"{"ts":1.7639e+18,"seq":1}"#).ts, Some(1_763_900_000_000_000_000));
+        assert_eq!(
+            extract(br#"{"ts":1.7639e+18,"seq":1}"#).ts,
+            Some(1_763_900_000_000_000_000)
+        );
         assert_eq!(extract(br#"{"x":1}"#), Stamp::default());
         assert_eq!(extract(br#"{"seq":"abc"}"#).seq, None);
         assert_eq!(extract(br#"{"seq":-1}"#).seq, None);

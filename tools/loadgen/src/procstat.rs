@@ -93,7 +93,10 @@ pub fn sample(pid: &str, t_s: f64) -> std::io::Result<ProcSample> {
     if let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) {
         for e in dir.flatten() {
             if let Ok(t) = fs::read_to_string(e.path().join("schedstat"))
-                && let Some(v) = t.split_whitespace().next().and_then(|v| v.parse::<u64>().ok())
+                && let Some(v) = t
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
             {
                 sched += v;
                 any = true;
@@ -192,7 +195,10 @@ impl Mark {
     }
 
     pub fn server_delta(&self, later: &Mark) -> Option<ServerDelta> {
-        Some(ServerDelta::between(self.server.as_ref()?, later.server.as_ref()?))
+        Some(ServerDelta::between(
+            self.server.as_ref()?,
+            later.server.as_ref()?,
+        ))
     }
 }
 

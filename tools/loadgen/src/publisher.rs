@@ -55,7 +55,9 @@ pub struct Run {
     pub reply: oneshot::Sender<Outcome>,
 }
 
-pub fn spawn(shared: Arc<Shared>) -> io::Result<(mpsc::UnboundedSender<Run>, std::thread::JoinHandle<()>)> {
+pub fn spawn(
+    shared: Arc<Shared>,
+) -> io::Result<(mpsc::UnboundedSender<Run>, std::thread::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Run>();
     let handle = std::thread::Builder::new()
         .name("loadgen-publisher".into())
@@ -153,7 +155,13 @@ impl Run0 {
         let seq = ts.next;
         ts.next += 1;
         ts.window.push_back(false);
-        self.shared.counters[t].next.store(ts.next, Ordering::Release);
+        let c = &self.shared.counters[t];
+        let lag = u32::try_from(seq - ts.acked).unwrap_or(u32::MAX);
+        c.lag_at_send
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(lag);
+        c.next.store(ts.next, Ordering::Release);
         seq
     }
 
@@ -167,7 +175,9 @@ impl Run0 {
             ts.window.pop_front();
             ts.acked += 1;
         }
-        self.shared.counters[t].acked.store(ts.acked, Ordering::Release);
+        self.shared.counters[t]
+            .acked
+            .store(ts.acked, Ordering::Release);
     }
 
     fn error(&self, msg: String) {
@@ -194,7 +204,8 @@ async fn publish_task(run: Rc<Run0>) {
         }
         run.next_index.set(i + 1);
         if run.plan.rate > 0.0 {
-            tokio::time::sleep_until(run.start + Duration::from_secs_f64(i as f64 / run.plan.rate)).await;
+            tokio::time::sleep_until(run.start + Duration::from_secs_f64(i as f64 / run.plan.rate))
+                .await;
             if run.expired() {
                 return;
             }
@@ -241,7 +252,10 @@ async fn publish_task(run: Rc<Run0>) {
             if conn.is_none() {
                 conn = Some(HttpConn::open(None, cfg.target).await?);
             }
-            conn.as_mut().expect("just set").request(req.as_bytes()).await
+            conn.as_mut()
+                .expect("just set")
+                .request(req.as_bytes())
+                .await
         }
         .await;
         let ack_ns = payload::mono_ns();
@@ -260,7 +274,8 @@ async fn publish_task(run: Rc<Run0>) {
                     let n = payload::member_u64(&resp.body, b"\"recipients\"")
                         .or_else(|| payload::member_u64(&resp.body, b"\"messages\""));
                     if let Some(n) = n {
-                        run.recipients.set(Some(run.recipients.get().unwrap_or(0) + n));
+                        run.recipients
+                            .set(Some(run.recipients.get().unwrap_or(0) + n));
                     }
                 } else {
                     run.error(format!(

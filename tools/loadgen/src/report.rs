@@ -64,7 +64,9 @@ not apply to the mode are null. Server figures are null without --server-pid.
   "latency_ns": PERCENTILES|null,  // receive time - "ts" in the payload, first deliveries only
   "churn": null | { "per_s": float, "joined", "left", "leave_drain_timeouts": int },
   "accounting": {                  // over all (client, topic) pairs, whole run
-    "events", "delivered", "required", "lost", "duplicated", "reordered",
+    "events", "delivered", "required", "lost", "duplicated",
+    "reordered",                   // arrived after a seq published after it had been acknowledged
+    "late",                        // arrived after a seq published concurrently (allowed; 0 with --in-flight 1)
     "unexpected", "unexpected_name", "unexpected_seq", "unexpected_connect",
     "bad_payload", "wrong_id", "no_timestamp", "stream_errors", "connect_failures",
     "clients_with_errors": int },

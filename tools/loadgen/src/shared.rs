@@ -5,6 +5,7 @@
 //! when a subscription starts or ends, and publish their own counters once per socket read.
 
 use std::net::SocketAddr;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -19,7 +20,6 @@ pub struct RunConfig {
     /// Spread client sources over 127.0.0.1..=127.0.0.N (0 = let the kernel choose).
     pub source_ips: u32,
     pub realtime_path: String,
-    pub threads: usize,
     pub connect_concurrency: usize,
     pub control_conns: usize,
     pub subs_per_client: usize,
@@ -45,6 +45,10 @@ pub struct TopicCounters {
     pub next: AtomicU64,
     /// Every seq below it has been answered (successfully or not).
     pub acked: AtomicU64,
+    /// For each seq `s`: `s - acked` at the moment `s` was sent (how far the acked prefix lagged behind;
+    /// 0 when publishing one at a time). Lets a receiver tell a real reorder from two publishes that were
+    /// in flight together (see `accounting`). 4 bytes per message; read only on out-of-order arrivals.
+    pub lag_at_send: RwLock<Vec<u32>>,
 }
 
 /// Process-wide shared state.
@@ -66,6 +70,18 @@ impl Shared {
 
     pub fn acked(&self, t: usize) -> u64 {
         self.counters[t].acked.load(Ordering::Acquire)
+    }
+
+    /// The acked prefix of topic `t` when seq `m` was sent.
+    pub fn floor(&self, t: usize, m: u64) -> u64 {
+        let lag = self.counters[t]
+            .lag_at_send
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(m as usize)
+            .copied();
+        // Unknown seq (never sent): be lenient, treat everything as concurrent.
+        lag.map_or(0, |l| m - u64::from(l))
     }
 
     /// The topics client `index` subscribes to: `index, index+1, …` modulo the topic count.

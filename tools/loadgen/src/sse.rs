@@ -70,19 +70,32 @@ pub enum Feed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// Reading hex digits of the chunk size.
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// Skipping `;name=value` chunk extensions (or whitespace) up to the line end.
-    Ext { value: u64 },
+    Ext {
+        value: u64,
+    },
     /// Saw CR at the end of the size line, expecting LF.
-    SizeLf { value: u64 },
+    SizeLf {
+        value: u64,
+    },
     /// Inside chunk data.
-    Data { remaining: u64 },
+    Data {
+        remaining: u64,
+    },
     /// After chunk data: expecting CR LF.
     DataCr,
     DataLf,
     /// After the zero chunk: trailer lines until an empty line. `len` = bytes on the current line.
-    Trailer { len: usize },
-    TrailerLf { len: usize },
+    Trailer {
+        len: usize,
+    },
+    TrailerLf {
+        len: usize,
+    },
     Done,
 }
 
@@ -171,7 +184,10 @@ impl StreamDecoder {
     pub fn new(framing: Framing) -> Self {
         StreamDecoder {
             framing,
-            chunk: Chunk::Size { value: 0, digits: 0 },
+            chunk: Chunk::Size {
+                value: 0,
+                digits: 0,
+            },
             lines: Lines::default(),
         }
     }
@@ -240,11 +256,17 @@ impl StreamDecoder {
                 },
                 Chunk::DataCr => match b {
                     b'\r' => Chunk::DataLf,
-                    b'\n' => Chunk::Size { value: 0, digits: 0 },
+                    b'\n' => Chunk::Size {
+                        value: 0,
+                        digits: 0,
+                    },
                     _ => return Err(ProtoError::MissingChunkCrlf(b)),
                 },
                 Chunk::DataLf => match b {
-                    b'\n' => Chunk::Size { value: 0, digits: 0 },
+                    b'\n' => Chunk::Size {
+                        value: 0,
+                        digits: 0,
+                    },
                     _ => return Err(ProtoError::MissingChunkCrlf(b)),
                 },
                 Chunk::Trailer { len } => match b {
@@ -460,7 +482,10 @@ mod tests {
     fn protocol_errors() {
         let mut c = Collect::default();
         let mut d = StreamDecoder::new(Framing::Chunked);
-        assert_eq!(d.feed(b"zz\r\n", &mut c), Err(ProtoError::BadChunkSize(b'z')));
+        assert_eq!(
+            d.feed(b"zz\r\n", &mut c),
+            Err(ProtoError::BadChunkSize(b'z'))
+        );
         let mut d = StreamDecoder::new(Framing::Chunked);
         assert_eq!(
             d.feed(b"3\r\nabcX", &mut c),

@@ -44,7 +44,9 @@ pub enum Cmd {
     /// Close idle keep-alive control connections (so they do not count in server memory figures).
     DropControlConns,
     /// Every `1/per_sec` seconds: one random streaming client leaves, one new client joins.
-    StartChurn { per_sec: f64 },
+    StartChurn {
+        per_sec: f64,
+    },
     StopChurn,
     /// How many required deliveries are still to come if `targets[t]` messages are published per topic.
     Status {
@@ -183,6 +185,7 @@ impl EvState {
 /// Decoding context for one read.
 struct Sink<'a> {
     core: &'a mut Core,
+    shared: &'a Shared,
     topics: &'a [Box<[u8]>],
     latency: &'a mut Histogram<u64>,
     now_ns: u64,
@@ -262,10 +265,14 @@ impl SseSink for Sink<'_> {
                     c.counts.bad_payload += 1;
                     return;
                 };
-                match c.trackers[i as usize].on_seq(seq) {
-                    Arrival::InOrder | Arrival::Reordered => match ev.ts {
+                let tr = &mut c.trackers[i as usize];
+                let topic = tr.topic as usize;
+                let shared = self.shared;
+                match tr.on_seq(seq, |m| shared.floor(topic, m)) {
+                    Arrival::InOrder | Arrival::Late | Arrival::Reordered => match ev.ts {
                         Some(ts) => {
-                            self.latency.saturating_record(self.now_ns.saturating_sub(ts));
+                            self.latency
+                                .saturating_record(self.now_ns.saturating_sub(ts));
                         }
                         None => c.counts.no_timestamp += 1,
                     },
@@ -374,7 +381,9 @@ impl Worker {
             }),
         });
         let key = self.clients.borrow_mut().insert(cell.clone());
-        self.stats.connecting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .connecting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::task::spawn_local(run_client(self.clone(), cell, key));
     }
 
@@ -529,7 +538,9 @@ impl Worker {
             .iter()
             .map(|t| self.shared.acked(t.topic as usize))
             .collect();
-        self.stats.leaving.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .leaving
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(w) = c.waker.take() {
             w.wake();
         }
@@ -557,7 +568,9 @@ async fn churn(w: Rc<Worker>, per_sec: f64) {
             .shared
             .next_client
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        w.stats.joined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        w.stats
+            .joined
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         w.spawn_client(index);
     }
 }
@@ -667,8 +680,13 @@ async fn handshake(w: &Rc<Worker>, cell: &ClientCell) -> Result<TcpStream, HsErr
         let c = cell.c.borrow();
         (c.src, c.index)
     };
-    let mut stream = net::connect(src, cfg.target).await.map_err(HsError::Connect)?;
-    stream.write_all(&w.get_request).await.map_err(HsError::Get)?;
+    let mut stream = net::connect(src, cfg.target)
+        .await
+        .map_err(HsError::Connect)?;
+    stream
+        .write_all(&w.get_request)
+        .await
+        .map_err(HsError::Get)?;
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     let head = loop {
         if stream.read_buf(&mut buf).await.map_err(HsError::Get)? == 0 {
@@ -702,6 +720,7 @@ async fn handshake(w: &Rc<Worker>, cell: &ClientCell) -> Result<TcpStream, HsErr
             let mut latency = w.latency.borrow_mut();
             let mut sink = Sink {
                 core: &mut c.core,
+                shared,
                 topics: &w.topic_names,
                 latency: &mut latency,
                 now_ns: w.clock.now_ns(),
@@ -716,7 +735,12 @@ async fn handshake(w: &Rc<Worker>, cell: &ClientCell) -> Result<TcpStream, HsErr
                 break;
             }
         }
-        if stream.read_buf(&mut buf).await.map_err(|e| HsError::Stream(e.to_string()))? == 0 {
+        if stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| HsError::Stream(e.to_string()))?
+            == 0
+        {
             return Err(HsError::Stream("closed before PB_CONNECT".into()));
         }
     }
@@ -734,7 +758,9 @@ async fn handshake(w: &Rc<Worker>, cell: &ClientCell) -> Result<TcpStream, HsErr
             body.push('"');
             body.push_str(&shared.topics[t as usize]);
             body.push('"');
-            c.core.trackers.push(Tracker::new(t, shared.acked(t as usize)));
+            c.core
+                .trackers
+                .push(Tracker::new(t, shared.acked(t as usize)));
         }
         body.push_str("]}");
         body
@@ -781,7 +807,8 @@ async fn stream_loop(w: &Rc<Worker>, cell: &ClientCell, mut stream: TcpStream) -
                     if done {
                         return Poll::Ready(Exit::Left);
                     }
-                    let sleep = drain.get_or_insert_with(|| Box::pin(tokio::time::sleep(drain_timeout)));
+                    let sleep =
+                        drain.get_or_insert_with(|| Box::pin(tokio::time::sleep(drain_timeout)));
                     if sleep.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Exit::LeaveTimeout);
                     }
@@ -814,6 +841,7 @@ async fn stream_loop(w: &Rc<Worker>, cell: &ClientCell, mut stream: TcpStream) -
                     let mut latency = w.latency.borrow_mut();
                     let mut sink = Sink {
                         core: &mut c.core,
+                        shared: &w.shared,
                         topics: &w.topic_names,
                         latency: &mut latency,
                         now_ns,
