@@ -46,12 +46,16 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A core with `n` in-memory clients (no sockets) subscribed to `chat`.
 fn core_with_clients(n: usize) -> (Core, Vec<usize>) {
-    let config = Config { max_queue_bytes: usize::MAX / 2, ..Config::defaults() };
+    let config = Config {
+        max_queue_bytes: usize::MAX / 2,
+        ..Config::defaults()
+    };
     let mut core = Core::new(0, Arc::new(config));
     let keys = (0..n)
         .map(|_| {
             let (key, id) = core.register(LOCAL, -1, BodyMode::Chunked).expect("slot");
-            core.subscribe(&id, key, LOCAL, &["chat".to_owned()]).expect("subscribe");
+            core.subscribe(&id, key, LOCAL, &["chat".to_owned()])
+                .expect("subscribe");
             key
         })
         .collect();
@@ -90,8 +94,14 @@ fn fanout_allocations() {
         during as f64 / N as f64,
         with_writes as f64 / N as f64,
     );
-    assert!(during <= 4, "publish allocated {during} times for {N} recipients");
-    assert!(with_writes <= 8, "publish + iovecs allocated {with_writes} times for {N} recipients");
+    assert!(
+        during <= 4,
+        "publish allocated {during} times for {N} recipients"
+    );
+    assert!(
+        with_writes <= 8,
+        "publish + iovecs allocated {with_writes} times for {N} recipients"
+    );
 }
 
 fn parse(c: &mut Criterion) {
@@ -99,14 +109,18 @@ fn parse(c: &mut Criterion) {
     let post = b"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n";
     let mut g = c.benchmark_group("parse_head");
     g.bench_function("sdk_get", |b| b.iter(|| parse_head(black_box(get), 65536)));
-    g.bench_function("publish_post", |b| b.iter(|| parse_head(black_box(post), 65536)));
+    g.bench_function("publish_post", |b| {
+        b.iter(|| parse_head(black_box(post), 65536))
+    });
     g.finish();
 }
 
 fn frame(c: &mut Criterion) {
     let data = br#"{"record":{"collectionId":"pbc_1125843985","collectionName":"posts","id":"rec000000000001","title":"hello"},"action":"create"}"#;
     let mut g = c.benchmark_group("frame");
-    g.bench_function("build", |b| b.iter(|| Frame::new(black_box(b"posts/*"), black_box(data))));
+    g.bench_function("build", |b| {
+        b.iter(|| Frame::new(black_box(b"posts/*"), black_box(data)))
+    });
     let f = Frame::new(b"posts/*", data);
     g.bench_function("pieces_per_recipient", |b| {
         b.iter(|| (f.head(BodyMode::Chunked), f.tail(BodyMode::Chunked)))
@@ -131,12 +145,16 @@ fn fanout(c: &mut Criterion) {
         let (mut core, keys) = core_with_clients(n);
         let message = [Message::custom("chat", br#"{"text":"hello"}"#.to_vec())];
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_with_input(BenchmarkId::new("publish_and_take_writes", n), &n, |b, _| {
-            b.iter(|| {
-                core.publish(&message);
-                drain(&mut core, &keys)
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("publish_and_take_writes", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    core.publish(&message);
+                    drain(&mut core, &keys)
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -34,8 +34,18 @@ pub struct Connection {
     pub buf: Vec<u8>,
     /// The one read in flight, if any.
     pub pending: Option<ReadFuture>,
-    read_size: usize,
-    slot: usize,
+    read_size: u32,
+    slot: u32,
+}
+
+/// What a connection does after a request.
+enum Next {
+    /// Serve the next request.
+    Continue,
+    /// Become an event stream.
+    Stream { head: Box<Head>, head_only: bool },
+    /// Write what is gathered and close.
+    Close,
 }
 
 /// How reading the next request ended, when it did not produce one.
@@ -55,8 +65,8 @@ impl Connection {
             peer,
             buf: Vec::new(),
             pending: None,
-            read_size: MIN_READ,
-            slot,
+            read_size: MIN_READ as u32,
+            slot: slot as u32,
         }
     }
 
@@ -64,35 +74,13 @@ impl Connection {
     pub async fn serve(mut self) {
         let mut out = Vec::new();
         loop {
-            let next = Box::pin(self.next_request());
-            let head = match next.await {
-                Ok(head) => head,
-                Err(Stop::Quiet) => break,
-                Err(Stop::Error(err)) => {
-                    let head = Head {
-                        close: true,
-                        http11: true,
-                        ..Head::default()
-                    };
-                    Responder::new(&head, &self.ctx.cors).error(&mut out, &err);
-                    break;
-                }
-            };
-            let body = Box::pin(self.read_body(&head));
-            let body = match body.await {
-                Ok(Some(body)) => body,
-                Ok(None) => break,
-                Err(err) => {
-                    let head = Head {
-                        close: true,
-                        ..*head
-                    };
-                    Responder::new(&head, &self.ctx.cors).error(&mut out, &err);
-                    break;
-                }
-            };
-            match routes::route(&head) {
-                Route::Stream { head_only } => {
+            // Boxed: a parked stream's task should not reserve room for the
+            // states of request parsing and of the other routes.
+            let request = Box::pin(self.request(&mut out));
+            match request.await {
+                Next::Continue => {}
+                Next::Close => break,
+                Next::Stream { head, head_only } => {
                     if !out.is_empty()
                         && self
                             .socket
@@ -102,36 +90,64 @@ impl Connection {
                     {
                         return;
                     }
-                    let keep_alive = stream::run(&mut self, &head, head_only).await;
-                    if !keep_alive || head.close || self.ctx.core.borrow().shutting_down() {
+                    let close = head.close;
+                    let stream = Box::pin(stream::run(&mut self, head, head_only));
+                    let keep_alive = stream.await;
+                    if !keep_alive || close || self.ctx.core.borrow().shutting_down() {
                         return;
                     }
                 }
-                route => {
-                    // Boxed, like the request reads above: a parked stream's task
-                    // should not reserve room for the states of other routes.
-                    let answer = Box::pin(routes::handle(&self, route, &head, &body, &mut out));
-                    answer.await
-                }
-            }
-            if head.close || self.ctx.core.borrow().shutting_down() {
-                break;
-            }
-            let more_buffered = matches!(request::parse_head(&self.buf, usize::MAX), Ok(Some(_)));
-            if (!more_buffered || out.len() >= MAX_PENDING_OUT)
-                && !out.is_empty()
-                && self
-                    .socket
-                    .write_all(std::mem::take(&mut out))
-                    .await
-                    .is_err()
-            {
-                return;
             }
         }
         if !out.is_empty() {
-            let _ = (self.socket.write_all(out)).await;
+            let _ = self.socket.write_all(out).await;
         }
+    }
+
+    /// Reads one request and answers it into `out`, which is written once no
+    /// further pipelined request is waiting in the buffer.
+    async fn request(&mut self, out: &mut Vec<u8>) -> Next {
+        let head = match self.next_request().await {
+            Ok(head) => head,
+            Err(Stop::Quiet) => return Next::Close,
+            Err(Stop::Error(err)) => {
+                let head = Head {
+                    close: true,
+                    http11: true,
+                    ..Head::default()
+                };
+                Responder::new(&head, &self.ctx.cors).error(out, &err);
+                return Next::Close;
+            }
+        };
+        let body = match self.read_body(&head).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return Next::Close,
+            Err(err) => {
+                let head = Head {
+                    close: true,
+                    ..*head
+                };
+                Responder::new(&head, &self.ctx.cors).error(out, &err);
+                return Next::Close;
+            }
+        };
+        let route = routes::route(&head);
+        if let Route::Stream { head_only } = route {
+            return Next::Stream { head, head_only };
+        }
+        routes::handle(self, route, &head, &body, out).await;
+        if head.close || self.ctx.core.borrow().shutting_down() {
+            return Next::Close;
+        }
+        let more_buffered = matches!(request::parse_head(&self.buf, usize::MAX), Ok(Some(_)));
+        if (!more_buffered || out.len() >= MAX_PENDING_OUT)
+            && !out.is_empty()
+            && self.socket.write_all(std::mem::take(out)).await.is_err()
+        {
+            return Next::Close;
+        }
+        Next::Continue
     }
 
     /// Reads until a complete request head is buffered, within the timeouts.
@@ -229,7 +245,7 @@ impl Connection {
     /// Waits for the in-flight read (starting one if needed) and appends what
     /// it brought. `Ok(false)` on end of stream.
     pub async fn read_more(&mut self) -> io::Result<bool> {
-        let size = self.read_size;
+        let size = self.read_size as usize;
         let socket = &self.socket;
         let fut = self
             .pending
@@ -240,11 +256,12 @@ impl Connection {
         if n == 0 {
             return Ok(false);
         }
+        // Fits u32: bounded by MAX_READ.
         self.read_size = if n == data.capacity() {
             (size * 2).min(MAX_READ)
         } else {
             MIN_READ
-        };
+        } as u32;
         self.absorb(data);
         Ok(true)
     }
@@ -266,6 +283,9 @@ fn deadline_after(d: Duration) -> Instant {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.socket.close();
-        self.ctx.core.borrow_mut().close_connection(self.slot);
+        self.ctx
+            .core
+            .borrow_mut()
+            .close_connection(self.slot as usize);
     }
 }

@@ -20,13 +20,16 @@ use std::future::poll_fn;
 const STREAM_READ: usize = 16;
 
 /// Runs the stream; returns whether the connection may serve more requests.
-pub async fn run(conn: &mut Connection, head: &Head, head_only: bool) -> bool {
+pub async fn run(conn: &mut Connection, head: Box<Head>, head_only: bool) -> bool {
     let mode = match (head_only, head.http11) {
         (true, _) => BodyMode::Discard,
         (false, true) => BodyMode::Chunked,
         (false, false) => BodyMode::Raw,
     };
-    let (key, out) = match start(conn, head, mode) {
+    let started = start(conn, &head, mode);
+    // The request is answered; a stream may live for half an hour without it.
+    drop(head);
+    let (key, out) = match started {
         Ok(started) => started,
         Err(refusal) => return conn.socket.write_all(refusal).await.is_ok(),
     };
@@ -77,7 +80,7 @@ fn start(conn: &Connection, head: &Head, mode: BodyMode) -> Result<(usize, Vec<u
 }
 
 /// Writes what the core queues until the stream ends.
-pub(crate) async fn pump(conn: &mut Connection, key: usize) -> EndReason {
+async fn pump(conn: &mut Connection, key: usize) -> EndReason {
     let ctx = conn.ctx.clone();
     if conn.buf.is_empty() {
         // Let go of the request's read buffer: idle streams are most streams.

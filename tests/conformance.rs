@@ -87,6 +87,22 @@ fn get_stream_curl_request() {
     assert_bytes(&payload, &pb_connect_event(&id), "PB_CONNECT");
 }
 
+/// `Accept-Encoding: gzip` does not compress the stream (spec §1.1).
+#[test]
+fn get_stream_accept_encoding_gzip_ignored() {
+    let srv = start();
+    let mut c = srv.connect();
+    c.send(&curl_request(
+        &srv.host(),
+        "GET",
+        "/api/realtime",
+        &[("Accept-Encoding", "gzip, deflate, br")],
+        None,
+        &[],
+    ));
+    SseClient::from_conn(c);
+}
+
 /// client-id-format.txt: ids are 40 chars of [A-Za-z0-9], unique; PB_CONNECT always `7b`.
 #[test]
 fn client_id_format_100_connections() {
@@ -1385,4 +1401,235 @@ fn chunked_request_body() {
     );
     srv.publish("chunked-in", "3");
     client.expect_event("chunked-in", "3");
+}
+
+// =============================================================================================
+// More HTTP/1.x details (checked on PocketBase 0.40.6 with raw sockets)
+// =============================================================================================
+
+/// `Expect: 100-continue`: `HTTP/1.1 100 Continue` first, then the real answer once the body is sent.
+#[test]
+fn post_expect_100_continue() {
+    let srv = start();
+    let mut client = srv.open_stream();
+    let body = subs_body(&client.id, &["expect-100"]);
+    let mut c = srv.connect();
+    c.send(
+        format!(
+            "POST /api/realtime HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            srv.host(),
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.expect_bytes(
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        "interim answer to Expect: 100-continue",
+    );
+    c.send(body.as_bytes());
+    c.read_response().assert_204("POST after 100 Continue");
+    srv.publish("expect-100", "1");
+    client.expect_event("expect-100", "1");
+}
+
+/// Lower-case request header names (what Node's fetch sends) work; a query string on the POST is
+/// ignored; a chunk extension and a trailer in a chunked body are accepted.
+#[test]
+fn post_request_variants() {
+    let srv = start();
+    let mut client = srv.open_stream();
+    let h = srv.host();
+    let body = subs_body(&client.id, &["variant-1"]);
+    let lower = format!(
+        "POST /api/realtime HTTP/1.1\r\nhost: {h}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    srv.request(lower.as_bytes())
+        .assert_204("lower-case header names");
+    let body = subs_body(&client.id, &["variant-2"]);
+    srv.request(&curl_post_json(&h, "/api/realtime?x=1", body.as_bytes()))
+        .assert_204("POST /api/realtime?x=1");
+    let body = subs_body(&client.id, &["variant-3"]);
+    let mut req = format!(
+        "POST /api/realtime HTTP/1.1\r\nHost: {h}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x};foo=bar\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend(body.as_bytes());
+    req.extend(b"\r\n0\r\nX-Trailer: 1\r\n\r\n");
+    srv.request(&req).assert_204("chunk extension and trailer");
+    srv.publish("variant-1", "1");
+    srv.publish("variant-2", "2");
+    srv.publish("variant-3", "3");
+    client.expect_event("variant-3", "3");
+}
+
+/// PocketBase matches the body's media type case-sensitively: `Application/JSON` is not JSON.
+#[test]
+fn content_type_media_type_is_case_sensitive() {
+    let srv = start();
+    let c = srv.open_stream();
+    let body = subs_body(&c.id, &["x"]);
+    let r = srv.request(&curl_request(
+        &srv.host(),
+        "POST",
+        "/api/realtime",
+        &[("Content-Type", "Application/JSON")],
+        Some(body.as_bytes()),
+        &[],
+    ));
+    r.assert_json(BAD, BODY_GENERIC_400, "Content-Type: Application/JSON");
+}
+
+/// `Connection: close` from the client: the answer carries `Connection: close` (after `Date`,
+/// after `Content-Length`, before `Transfer-Encoding`) and the server closes the connection.
+#[test]
+fn connection_close_request_header() {
+    let srv = start();
+    let client = srv.open_stream();
+    let h = srv.host();
+    let body = subs_body(&client.id, &["cc"]);
+    let mut c = srv.connect();
+    c.send(
+        format!(
+            "POST /api/realtime HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response();
+    r.assert_exact(
+        &format!(
+            "HTTP/1.1 204 No Content\r\n{SECURITY_HEADERS}Date: <DATE>\r\nConnection: close\r\n\r\n"
+        ),
+        b"",
+        "POST with Connection: close",
+    );
+    let (rest, end) = c.read_to_end_within(Duration::from_secs(5));
+    assert!(
+        rest.is_empty() && end != End::Timeout,
+        "not closed after Connection: close ({end:?}, {})",
+        show(&rest)
+    );
+
+    let mut c = srv.connect();
+    c.send(
+        format!("GET /api/health HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let r = c.read_response();
+    r.assert_exact(
+        &format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{SECURITY_HEADERS}Date: <DATE>\r\nContent-Length: 50\r\nConnection: close\r\n\r\n"
+        ),
+        BODY_HEALTH.as_bytes(),
+        "health with Connection: close",
+    );
+    let (rest, end) = c.read_to_end_within(Duration::from_secs(5));
+    assert!(
+        rest.is_empty() && end != End::Timeout,
+        "not closed after Connection: close ({end:?}, {})",
+        show(&rest)
+    );
+
+    let mut c = srv.connect();
+    c.send(
+        format!("GET /api/realtime HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let head = c.read_head();
+    let expected = sse_head(false).replace(
+        "Date: <DATE>\r\nTransfer-Encoding: chunked\r\n",
+        "Date: <DATE>\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n",
+    );
+    assert_head(&head, &expected, "stream with Connection: close");
+    let raw = c.read_chunk_raw();
+    let id = pb_connect_id(&raw);
+    assert_bytes(&raw, &chunk(&pb_connect_event(&id)), "PB_CONNECT");
+    c.expect_silence(
+        Duration::from_millis(300),
+        "stream with Connection: close stays open",
+    );
+}
+
+/// HTTP/1.0 requests other than the stream: HTTP/1.0 answers, closed afterwards unless the client
+/// asked for `Connection: keep-alive` (then the answer says `Connection: keep-alive`).
+#[test]
+fn http10_requests() {
+    let srv = start();
+    let client = srv.open_stream();
+    let body = subs_body(&client.id, &["h10"]);
+    let mut c = srv.connect();
+    c.send(
+        format!(
+            "POST /api/realtime HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            srv.host(),
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.read_response().assert_exact(
+        &format!("HTTP/1.0 204 No Content\r\n{SECURITY_HEADERS}Date: <DATE>\r\n\r\n"),
+        b"",
+        "HTTP/1.0 POST",
+    );
+    let (rest, end) = c.read_to_end_within(Duration::from_secs(5));
+    assert!(
+        rest.is_empty() && end != End::Timeout,
+        "HTTP/1.0 POST: not closed ({end:?}, {})",
+        show(&rest)
+    );
+
+    let health10 = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n{SECURITY_HEADERS}Date: <DATE>\r\nContent-Length: 50\r\n"
+    );
+    let mut c = srv.connect();
+    c.send(b"GET /api/health HTTP/1.0\r\n\r\n");
+    c.read_response().assert_exact(
+        &format!("{health10}\r\n"),
+        BODY_HEALTH.as_bytes(),
+        "HTTP/1.0 health",
+    );
+    let (rest, end) = c.read_to_end_within(Duration::from_secs(5));
+    assert!(
+        rest.is_empty() && end != End::Timeout,
+        "HTTP/1.0 health: not closed ({end:?}, {})",
+        show(&rest)
+    );
+
+    let mut c = srv.connect();
+    for i in 0..2 {
+        c.send(b"GET /api/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        c.read_response().assert_exact(
+            &format!("{health10}Connection: keep-alive\r\n\r\n"),
+            BODY_HEALTH.as_bytes(),
+            &format!("HTTP/1.0 keep-alive health #{i}"),
+        );
+    }
+}
+
+/// HEAD /api/health: the GET's head, no body. Other methods on /api/health and a lower-case
+/// method name → 404.
+#[test]
+fn health_head_and_other_methods() {
+    let srv = start();
+    let h = srv.host();
+    let mut c = srv.connect();
+    c.send(format!("HEAD /api/health HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes());
+    let r = c.read_response_to(true);
+    r.assert_exact(
+        &json_head("HTTP/1.1 200 OK", 50, false),
+        b"",
+        "HEAD /api/health",
+    );
+    c.send(format!("GET /api/health HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes());
+    c.read_response().assert_json(
+        "HTTP/1.1 200 OK",
+        BODY_HEALTH,
+        "GET after HEAD on the same connection",
+    );
+    let r = srv.request(
+        format!("POST /api/health HTTP/1.1\r\nHost: {h}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    );
+    r.assert_json(NF, BODY_NOT_FOUND, "POST /api/health");
+    let r = srv.request(format!("get /api/health HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes());
+    r.assert_json(NF, BODY_NOT_FOUND, "lower-case method");
 }

@@ -1093,11 +1093,7 @@ fn head_timeout_spares_idle_keep_alive_connection() {
 /// Every flag can come from a `RINGCAST_*` variable; durations accept `ms`.
 #[test]
 fn flags_from_environment() {
-    if is_external() {
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"SKIPPED flags_from_environment: ringcast-only\n",
-        );
+    if skip_in_external_mode("flags_from_environment", "RINGCAST_* variables") {
         return;
     }
     let srv = Server::start_with_env(
@@ -1132,5 +1128,107 @@ fn flags_from_environment() {
         since >= Duration::from_millis(1300) && since <= Duration::from_millis(4000),
         "idle end {since:?} after the message (total {:?}), expected ≈1.5 s",
         t0.elapsed()
+    );
+}
+
+/// `--origins LIST` (PocketBase's flag): an allowed origin is echoed in
+/// `Access-Control-Allow-Origin` (GET, POST, preflight); any other origin (matching is
+/// case-sensitive) gets no CORS headers and a bare preflight answer. Expectations recorded from
+/// PocketBase 0.40.6 run with `--origins 'http://a.example,https://b.example'`.
+#[test]
+fn origins_list() {
+    let srv = ringcast!(
+        "--origins",
+        &["--origins", "http://a.example,https://b.example"]
+    );
+    let h = srv.host();
+    for (origin, allowed) in [
+        ("http://a.example", true),
+        ("https://b.example", true),
+        ("http://c.example", false),
+        ("http://A.EXAMPLE", false),
+    ] {
+        let acao = if allowed {
+            format!("Access-Control-Allow-Origin: {origin}\r\n")
+        } else {
+            String::new()
+        };
+        // stream
+        let mut c = srv.connect();
+        c.send(
+            format!("GET /api/realtime HTTP/1.1\r\nHost: {h}\r\nOrigin: {origin}\r\n\r\n")
+                .as_bytes(),
+        );
+        let head = c.read_head();
+        let expected = sse_head(false).replacen(
+            "HTTP/1.1 200 OK\r\n",
+            &format!("HTTP/1.1 200 OK\r\n{acao}"),
+            1,
+        );
+        assert_head(&head, &expected, &format!("stream, Origin {origin}"));
+        // preflight
+        let r = srv.request(
+            format!(
+                "OPTIONS /api/realtime HTTP/1.1\r\nHost: {h}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let expected = if allowed {
+            format!(
+                "HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Headers: content-type\r\nAccess-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE\r\n{acao}Vary: Origin\r\nVary: Access-Control-Request-Method\r\nVary: Access-Control-Request-Headers\r\nDate: <DATE>\r\n\r\n"
+            )
+        } else {
+            "HTTP/1.1 204 No Content\r\nVary: Origin\r\nDate: <DATE>\r\n\r\n".to_string()
+        };
+        r.assert_exact(&expected, b"", &format!("preflight, Origin {origin}"));
+        // POST (error answer)
+        let r = srv.request(&curl_request(
+            &h,
+            "POST",
+            "/api/realtime",
+            &[("Origin", origin), ("Content-Type", "application/json")],
+            Some(b"{}"),
+            &[],
+        ));
+        let expected = json_head(
+            "HTTP/1.1 400 Bad Request",
+            BODY_BLANK_CLIENT_ID.len(),
+            false,
+        )
+        .replacen("Bad Request\r\n", &format!("Bad Request\r\n{acao}"), 1);
+        r.assert_exact(
+            &expected,
+            BODY_BLANK_CLIENT_ID.as_bytes(),
+            &format!("POST, Origin {origin}"),
+        );
+    }
+}
+
+/// `--keepalive-timeout` (from `ringcast serve --help`): an idle keep-alive connection — here the
+/// one left after an idle-timeout end of stream — is closed after that long, without a byte
+/// (PocketBase: 5 minutes, keepalive-close-after-stream-end.txt).
+#[test]
+fn keepalive_timeout_closes_idle_connection_after_stream_end() {
+    let srv = ringcast!(
+        "--keepalive-timeout",
+        &["--idle-timeout", "1s", "--keepalive-timeout", "1s"]
+    );
+    let mut a = srv.open_stream();
+    a.expect_end();
+    let t0 = Instant::now();
+    let (rest, end) = a.conn.read_to_end_within(Duration::from_secs(6));
+    let t = t0.elapsed();
+    assert!(
+        rest.is_empty(),
+        "bytes after the zero chunk: {}",
+        show(&rest)
+    );
+    assert!(
+        end != End::Timeout,
+        "the idle keep-alive connection was not closed within 6 s"
+    );
+    assert!(
+        t >= Duration::from_millis(800) && t <= Duration::from_secs(4),
+        "closed {t:?} after the stream end, expected ≈1 s"
     );
 }

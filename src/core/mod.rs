@@ -124,7 +124,8 @@ impl Core {
         if key >= MAX_CLIENTS_PER_CORE {
             return None;
         }
-        let id = Bytes::copy_from_slice(&clients::new_id(self.index, self.config.workers(), key));
+        // One allocation holding the id, shared by every write that references it.
+        let id = Bytes::from_owner(clients::new_id(self.index, self.config.workers(), key));
         let now = self.epoch.elapsed().as_millis() as u64;
         entry.insert(Client {
             id: id.clone(),

@@ -35,7 +35,8 @@ pub struct Head {
     pub cors_request_method: Option<String>,
     pub cors_request_headers: Option<String>,
     pub expect_continue: bool,
-    /// The client asked to close after this request (or is HTTP/1.0).
+    /// The connection closes after this request: `Connection: close`, or
+    /// HTTP/1.0 without `Connection: keep-alive`.
     pub close: bool,
 }
 
@@ -137,6 +138,8 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
                 let token = token.trim();
                 if token.eq_ignore_ascii_case("close") {
                     head.close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
+                    head.close = false;
                 }
             }
         }
@@ -295,6 +298,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(h.close);
+        let (h, _) = parse_head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert!(!h.http11 && !h.close);
     }
 
     #[test]

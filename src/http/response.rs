@@ -71,8 +71,15 @@ impl<'a> Responder<'a> {
         if let Some(n) = content_length {
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
-        if self.close && self.http11 {
-            out.extend_from_slice(b"Connection: close\r\n");
+        self.connection(out);
+    }
+
+    /// Go announces a close on HTTP/1.1 and a kept connection on HTTP/1.0.
+    fn connection(&self, out: &mut Vec<u8>) {
+        match (self.http11, self.close) {
+            (true, true) => out.extend_from_slice(b"Connection: close\r\n"),
+            (false, false) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+            _ => {}
         }
     }
 
@@ -112,6 +119,9 @@ impl<'a> Responder<'a> {
             "Date: {}\r\n",
             httpdate::fmt_http_date(SystemTime::now())
         );
+        if self.http11 && self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
         if self.http11 && !head_only {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
@@ -122,7 +132,8 @@ impl<'a> Responder<'a> {
     pub fn preflight(&self, out: &mut Vec<u8>, head: &Head) {
         let version = if self.http11 { "HTTP/1.1" } else { "HTTP/1.0" };
         let _ = write!(out, "{version} 204 No Content\r\n");
-        let is_preflight = head.cors_request_method.is_some();
+        // A preflight from an origin that is not allowed gets a bare answer.
+        let is_preflight = head.cors_request_method.is_some() && self.allow_origin.is_some();
         if let (true, Some(origin)) = (is_preflight, self.allow_origin) {
             if let Some(h) = &head.cors_request_headers {
                 let _ = write!(out, "Access-Control-Allow-Headers: {h}\r\n");

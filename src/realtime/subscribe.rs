@@ -42,7 +42,9 @@ fn decode_error() -> ApiError {
 }
 
 fn decode(content_type: &str, body: &[u8]) -> Option<SubscribeForm> {
-    let ct = content_type.to_ascii_lowercase();
+    // Matched by prefix and case-sensitively, as PocketBase does
+    // (`Application/JSON` is refused).
+    let ct = content_type;
     if ct.starts_with("application/json") {
         decode_json(body)
     } else if ct.starts_with("application/x-www-form-urlencoded") {

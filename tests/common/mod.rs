@@ -735,13 +735,7 @@ impl Server {
     /// Start ringcast for a test that needs ringcast-only features; `None` (and a note on stderr)
     /// in external mode.
     pub fn ringcast_only(test: &str, why: &str, args: &[&str]) -> Option<Server> {
-        if is_external() {
-            // Straight to fd 2, so the note shows even though libtest captures test output.
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                format!("SKIPPED {test}: ringcast-only ({why}); RINGCAST_TEST_ADDR is set\n")
-                    .as_bytes(),
-            );
+        if skip_in_external_mode(test, why) {
             return None;
         }
         Some(Server::start(args))
@@ -963,6 +957,22 @@ impl Server {
         );
         r.json()
     }
+}
+
+/// In external mode, print why the current test is skipped (straight to fd 2, so the note shows
+/// even though libtest captures test output) and return true. `test` is used when the thread has
+/// no name (libtest names each test's thread after the test).
+pub fn skip_in_external_mode(test: &str, why: &str) -> bool {
+    if !is_external() {
+        return false;
+    }
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or(test);
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED {name}: ringcast-only ({why}); RINGCAST_TEST_ADDR is set\n").as_bytes(),
+    );
+    true
 }
 
 pub fn publish_path() -> String {

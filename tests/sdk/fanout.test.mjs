@@ -3,7 +3,7 @@
 // every one of them exactly once.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, Clients, waitFor, sleep, randomId } from "./lib/harness.mjs";
+import { startTarget, Clients, waitFor, sleep, randomId, IS_RINGCAST } from "./lib/harness.mjs";
 
 const N = 50;
 let target;
@@ -23,6 +23,15 @@ test(`${N} SDK clients: each publish reaches every client exactly once`, { timeo
     await Promise.all(pbs.map((pb, i) => pb.realtime.subscribe("fanout", (d) => got[i].push(d))));
     const ids = new Set(pbs.map((pb) => pb.realtime.clientId));
     assert.equal(ids.size, N, "every client has its own connection and id");
+    if (IS_RINGCAST) {
+        // ringcast's own GET /api/stats (loopback may read it): the streams really are spread
+        // over both worker cores (SO_REUSEPORT), so the publish below crosses the core ring.
+        const stats = await target.stats();
+        assert.equal(stats.cores.length, 2, `--workers 2 gives two cores: ${JSON.stringify(stats.cores)}`);
+        for (const c of stats.cores) {
+            assert.ok(c.clients >= 1, `every core holds some of the ${N} streams: ${JSON.stringify(stats.cores.map((x) => x.clients))}`);
+        }
+    }
 
     await target.publish("fanout", { seq: 1 });
     await waitFor(() => got.every((g) => g.length >= 1), 10000,

@@ -206,8 +206,15 @@ class RingcastTarget {
         return this.ids[coll];
     }
 
+    // Loopback peers may publish without a token; if RINGCAST_ADMIN_TOKEN is in the environment
+    // the spawned server inherits it (clap env), so send it.
+    publishHeaders() {
+        const token = process.env.RINGCAST_ADMIN_TOKEN;
+        return token ? { authorization: `Bearer ${token}` } : {};
+    }
+
     async publish(topic, data) {
-        await postJson(`${this.url}/api/publish`, { topic, data });
+        await postJson(`${this.url}/api/publish`, { topic, data }, this.publishHeaders());
     }
 
     async recordEvent(coll, action, record) {
@@ -216,7 +223,15 @@ class RingcastTarget {
             collectionId: this.collectionId(coll),
             action,
             record,
-        });
+        }, this.publishHeaders());
+    }
+
+    /** ringcast's GET /api/stats: {"total": {…}, "cores": [{core, clients, …}, …]}. */
+    async stats() {
+        const res = await fetch(`${this.url}/api/stats`, { headers: this.publishHeaders() });
+        const text = await res.text();
+        if (!res.ok) throw new Error(`GET /api/stats -> ${res.status} ${text}`);
+        return JSON.parse(text);
     }
 
     async restart() {

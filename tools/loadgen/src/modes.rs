@@ -173,12 +173,11 @@ impl Coord {
                 rate,
                 published,
                 server
-                    .map(|s| format!(
-                        " | server rss {} KiB cpu {:.2}",
-                        s.rss_kb,
-                        server_cpu_cores.unwrap_or(0.0)
-                    ))
+                    .map(|s| format!(" | server rss {} KiB", s.rss_kb))
                     .unwrap_or_default()
+                    + &server_cpu_cores
+                        .map(|c| format!(" cpu {c:.2} cores"))
+                        .unwrap_or_default()
             );
         }
         self.timeline.push(point);
@@ -425,6 +424,7 @@ impl Coord {
 
     async fn connect_phase(&mut self, n: u64, timeout: Duration) -> ConnectReport {
         let m0 = self.mark("before_connect");
+        let overflows0 = procstat::tcp_ext_counter("ListenOverflows");
         let start = mono_ns();
         let threads = self.workers.len();
         for (w, tx) in self.workers.iter().enumerate() {
@@ -442,6 +442,9 @@ impl Coord {
         }
         let end = self.max(|s| &s.last_connect_ns).max(start);
         let m1 = self.mark("after_connect");
+        let listen_overflows = overflows0
+            .zip(procstat::tcp_ext_counter("ListenOverflows"))
+            .map(|(a, b)| b.saturating_sub(a));
         let ok = self.sum(|s| &s.connect_ok);
         let failed = self.sum(|s| &s.connect_failed);
         let wall_s = (end - start) as f64 / 1e9;
@@ -461,6 +464,7 @@ impl Coord {
             server,
             server_cpu_us_per_conn: server.map(|d| d.cpu_ns as f64 / 1000.0 / per),
             server_rss_bytes_per_conn: server.map(|d| d.rss_delta_kb as f64 * 1024.0 / per),
+            listen_overflows,
             tool: m0.tool_delta(&m1),
         }
     }

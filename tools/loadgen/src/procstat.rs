@@ -110,6 +110,18 @@ pub fn sample(pid: &str, t_s: f64) -> std::io::Result<ProcSample> {
     Ok(s)
 }
 
+/// A `TcpExt` counter from `/proc/net/netstat` (network-namespace wide, so other processes contribute),
+/// e.g. `ListenOverflows`: SYNs dropped because a listener's accept queue was full, which shows up as 1 s
+/// (SYN retransmit) outliers in connect times.
+pub fn tcp_ext_counter(name: &str) -> Option<u64> {
+    let text = fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let i = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// CPU used by this process so far (all threads), from getrusage: (user ns, system ns).
 pub fn self_cpu_ns() -> (u64, u64) {
     // SAFETY: zeroed rusage is a valid out-parameter.
@@ -214,5 +226,9 @@ mod tests {
         assert!(s.fds >= 3);
         let (u, sy) = self_cpu_ns();
         assert!(u + sy > 0 || s.cpu_ns() > 0);
+        if std::path::Path::new("/proc/net/netstat").exists() {
+            assert!(tcp_ext_counter("ListenOverflows").is_some());
+        }
+        assert!(tcp_ext_counter("NoSuchCounter").is_none());
     }
 }

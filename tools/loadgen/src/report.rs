@@ -36,6 +36,8 @@ not apply to the mode are null. Server figures are null without --server-pid.
     "server_cpu_us_per_conn": float|null,   // server CPU over the phase / connected
     "server_rss_bytes_per_conn": float|null,// RSS growth over the phase / connected (includes the
                                             // tool's pooled control connections; see hold)
+    "listen_overflows": int|null,  // TcpExt ListenOverflows delta over the phase (namespace-wide):
+                                   // SYNs dropped on a full accept queue -> 1 s connect outliers
     "tool": TOOL_DELTA },
   "hold": null | {                 // idle mode
     "wall_s", "server": SERVER_DELTA|null,  // from before connect to after the hold
@@ -170,6 +172,7 @@ pub struct ConnectReport {
     pub server: Option<ServerDelta>,
     pub server_cpu_us_per_conn: Option<f64>,
     pub server_rss_bytes_per_conn: Option<f64>,
+    pub listen_overflows: Option<u64>,
     pub tool: ToolDelta,
 }
 

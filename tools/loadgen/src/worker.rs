@@ -420,12 +420,11 @@ impl Worker {
                 (c, r)
             }
         };
-        if resp.keep_alive {
-            self.control_pool
-                .borrow_mut()
-                .entry(src)
-                .or_default()
-                .push(conn);
+        // Keep at most `control_conns` idle connections over all source addresses.
+        let mut pool = self.control_pool.borrow_mut();
+        let pooled: usize = pool.values().map(Vec::len).sum();
+        if resp.keep_alive && pooled < self.shared.cfg.control_conns {
+            pool.entry(src).or_default().push(conn);
         }
         Ok(resp)
     }

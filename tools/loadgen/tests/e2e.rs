@@ -155,7 +155,10 @@ fn handle(s: TcpStream, clients: Arc<Mutex<Vec<Client>>>, next_id: Arc<AtomicU64
                     "HTTP/1.1 204 No Content\r\n\r\n".to_string()
                 } else {
                     let b = r#"{"data":{},"message":"Missing or invalid client id.","status":404}"#;
-                    format!("HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{b}", b.len())
+                    format!(
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{b}",
+                        b.len()
+                    )
                 };
                 w.write_all(resp.as_bytes()).unwrap();
             }
@@ -210,7 +213,12 @@ fn handle(s: TcpStream, clients: Arc<Mutex<Vec<Client>>>, next_id: Arc<AtomicU64
 /// Runs the loadgen; returns (exit code, parsed report).
 fn loadgen(port: u16, args: &[&str]) -> (i32, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_ringcast-loadgen"))
-        .args(["--target", &format!("127.0.0.1:{port}"), "--quiet", "--check"])
+        .args([
+            "--target",
+            &format!("127.0.0.1:{port}"),
+            "--quiet",
+            "--check",
+        ])
         .args(args)
         .output()
         .expect("run ringcast-loadgen");
