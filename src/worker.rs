@@ -168,7 +168,7 @@ mod tests {
             let mut conn = Connection::new(ctx.clone(), socket, peer);
             let stream = size(&crate::stream::run(
                 &mut conn,
-                Box::new(Head::default()),
+                Box::default(),
                 false,
             ));
             assert!(stream <= 256, "stream future: {stream} bytes");
