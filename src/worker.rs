@@ -142,7 +142,6 @@ async fn shut_down(ctx: &CoreCtx, listener: &Listener) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::Head;
 
     /// Every idle stream parks one connection task; its size is most of an
     /// idle client's memory, so a change that grows it should be deliberate.
