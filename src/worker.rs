@@ -165,11 +165,7 @@ mod tests {
             let _client = std::net::TcpStream::connect(addr).unwrap();
             let (socket, peer) = listener.accept().await.unwrap();
             let mut conn = Connection::new(ctx.clone(), socket, peer);
-            let stream = size(&crate::stream::run(
-                &mut conn,
-                Box::default(),
-                false,
-            ));
+            let stream = size(&crate::stream::run(&mut conn, Box::default(), false));
             assert!(stream <= 256, "stream future: {stream} bytes");
             let serve = size(&conn.serve());
             assert!(serve <= 320, "connection future: {serve} bytes");
