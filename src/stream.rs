@@ -1,8 +1,10 @@
 //! `GET /api/realtime`: one realtime stream, from `PB_CONNECT` to its end.
 //!
 //! The stream registers a client on this core, writes the head and the
-//! `PB_CONNECT` event in one write, then parks. The core wakes it when frames
-//! are queued (it writes them all in one `writev`) or when the stream must end.
+//! `PB_CONNECT` event in one write, then parks. The core writes queued frames
+//! straight to the socket while it has room; when it is full, the core wakes
+//! this task, which writes through io_uring (waiting for room) until the queue
+//! is empty. The core also wakes it when the stream must end.
 //! Its pending read notices the peer leaving. A polite end (idle timeout,
 //! lifetime, shutdown) writes the zero-length chunk and keeps the connection
 //! for further requests, as PocketBase does.
@@ -113,9 +115,12 @@ async fn pump(conn: &mut Connection, key: usize) -> EndReason {
             ClientEvent::End(reason) => return reason,
             ClientEvent::Write => {
                 let pieces = ctx.core.borrow_mut().take_write(key);
-                let (res, pieces) = (conn.socket.writev(pieces)).await;
+                let (res, pieces) = conn.socket.writev(pieces).await;
                 let written = res.as_ref().map_or(0, |&n| n);
-                ctx.core.borrow_mut().complete_write(key, written, pieces);
+                let mut core = ctx.core.borrow_mut();
+                core.complete_write(key, written);
+                core.recycle(pieces);
+                drop(core);
                 if res.is_err() {
                     return EndReason::ClientClosed;
                 }

@@ -66,8 +66,14 @@ pub struct Client {
     pub queued_bytes: usize,
     /// Bytes of the first queued frame already written (a partial write).
     pub sent: usize,
-    /// The connection task, parked until there is something to write or an end.
+    /// The connection task, parked until its socket is full (see `blocked`)
+    /// or the stream ends.
     pub waker: Option<Waker>,
+    /// Waiting in the core's flush line.
+    pub dirty: bool,
+    /// The socket was full: the connection task writes through io_uring
+    /// until the queue is empty, and the core does not write directly.
+    pub blocked: bool,
     pub connected_ms: u64,
     /// When a message was last written; the idle timer counts from here.
     pub last_write_ms: u64,

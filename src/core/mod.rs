@@ -13,16 +13,18 @@ use crate::config::Config;
 use crate::http::error::ApiError;
 use crate::publish::Message;
 use crate::realtime::frame::{BodyMode, Frame};
+use crate::runtime;
 use bytes::Bytes;
 use clients::{Client, EndReason, MAX_CLIENTS_PER_CORE};
 use queue::Deliveries;
 use serde::Serialize;
 use slab::Slab;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use topics::Topics;
 
@@ -72,8 +74,12 @@ pub struct Core {
     deliveries: Deliveries,
     stats: CoreStats,
     epoch: Instant,
-    /// Reusable iovec lists, so writes do not allocate them.
+    /// Reusable buffer lists for io_uring writes, so they are not allocated per write.
     pieces_pool: Vec<Vec<Bytes>>,
+    /// Clients with frames to write, in the order they got them.
+    dirty: VecDeque<u32>,
+    /// The flush task, parked while `dirty` is empty.
+    flusher: Option<Waker>,
     /// Every open connection's socket, to close them at shutdown.
     connections: Slab<RawFd>,
     shutting_down: bool,
@@ -93,6 +99,8 @@ impl Core {
             },
             epoch: Instant::now(),
             pieces_pool: Vec::new(),
+            dirty: VecDeque::new(),
+            flusher: None,
             connections: Slab::new(),
             shutting_down: false,
         }
@@ -137,6 +145,8 @@ impl Core {
             queued_bytes: 0,
             sent: 0,
             waker: None,
+            dirty: false,
+            blocked: false,
             connected_ms: now,
             last_write_ms: now,
             end: None,
@@ -198,6 +208,7 @@ impl Core {
             clients,
             deliveries,
             stats,
+            dirty,
             ..
         } = self;
         let mut recipients = 0;
@@ -211,37 +222,150 @@ impl Core {
                         let client = &mut clients[key as usize];
                         if enqueue(client, deliveries, stats, &frame, max_queue, now) {
                             recipients += 1;
+                            if !client.dirty && !client.blocked && client.mode != BodyMode::Discard
+                            {
+                                client.dirty = true;
+                                dirty.push_back(key);
+                            }
                         }
                     }
                 }
             }
         }
         stats.deliveries += recipients;
+        if !self.dirty.is_empty() {
+            if let Some(w) = self.flusher.take() {
+                w.wake();
+            }
+        }
         recipients
+    }
+
+    /// Called by the flush task: is any client waiting to be written to?
+    pub fn poll_dirty(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.dirty.is_empty() {
+            self.flusher = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    /// Flushes up to `n` clients from the front of the line; returns whether
+    /// any are left.
+    pub fn flush_some(&mut self, n: usize) -> bool {
+        for _ in 0..n {
+            let Some(key) = self.dirty.pop_front() else {
+                return false;
+            };
+            self.flush(key as usize);
+        }
+        self.has_dirty()
+    }
+
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Writes what `key` has queued straight to its socket — one `sendmsg` of
+    /// `[head][id][tail]` iovecs per frame, built on the stack — if the socket
+    /// takes it now. A client whose socket is full is handed to its own task,
+    /// which waits for room through io_uring.
+    fn flush(&mut self, key: usize) {
+        let Core {
+            clients,
+            deliveries,
+            stats,
+            ..
+        } = self;
+        let Some(client) = clients.get_mut(key).filter(|c| c.dirty) else {
+            return;
+        };
+        client.dirty = false;
+        let aborted = client.end.is_some_and(|r| !r.is_graceful());
+        if client.blocked || client.queue.is_empty() || aborted {
+            return;
+        }
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 3 * MAX_FRAMES_PER_WRITE];
+        let (mut used, mut total, mut skip) = (0, 0, client.sent);
+        for frame in deliveries.iter(&client.queue).take(MAX_FRAMES_PER_WRITE) {
+            for piece in [
+                frame.head(client.mode),
+                &client.id[..],
+                frame.tail(client.mode),
+            ] {
+                if skip >= piece.len() {
+                    skip -= piece.len();
+                    continue;
+                }
+                let piece = &piece[skip..];
+                skip = 0;
+                iov[used] = libc::iovec {
+                    iov_base: piece.as_ptr().cast_mut().cast(),
+                    iov_len: piece.len(),
+                };
+                used += 1;
+                total += piece.len();
+            }
+        }
+        stats.writes += 1;
+        let result = runtime::try_send(client.fd, &iov[..used]);
+        match result {
+            Ok(written) => {
+                self.complete_write(key, written);
+                let client = &mut self.clients[key];
+                if written < total {
+                    // The socket is full: the client's task waits for room.
+                    client.blocked = true;
+                    wake(client);
+                } else if !client.queue.is_empty() {
+                    // More than one write's worth: back in line.
+                    client.dirty = true;
+                    self.dirty.push_back(key as u32);
+                } else if client.end.is_some() {
+                    // A polite end waits for an empty queue.
+                    wake(client);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                client.blocked = true;
+                wake(client);
+            }
+            Err(_) => end(client, EndReason::ClientClosed),
+        }
     }
 
     /// Called by a stream's task: is there something to write, or an end?
     pub fn poll_client(&mut self, key: usize, cx: &mut Context<'_>) -> Poll<ClientEvent> {
         let client = &mut self.clients[key];
-        match client.end {
-            Some(reason) if !reason.is_graceful() => Poll::Ready(ClientEvent::End(reason)),
-            _ if !client.queue.is_empty() => Poll::Ready(ClientEvent::Write),
-            Some(reason) => Poll::Ready(ClientEvent::End(reason)),
-            None => {
-                if !client
-                    .waker
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
-                    client.waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
+        if let Some(reason) = client.end.filter(|r| !r.is_graceful()) {
+            return Poll::Ready(ClientEvent::End(reason));
         }
+        if client.blocked {
+            if !client.queue.is_empty() {
+                return Poll::Ready(ClientEvent::Write);
+            }
+            client.blocked = false;
+        }
+        if let Some(reason) = client.end.filter(|_| client.queue.is_empty()) {
+            return Poll::Ready(ClientEvent::End(reason));
+        }
+        if !client
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            client.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
-    /// The iovecs for the next write of `key`: `[head][id][tail]` per queued
-    /// frame, starting after whatever a partial write already sent.
+    /// The buffers for the next io_uring write of a blocked client:
+    /// `[head][id][tail]` per queued frame, after what was already sent.
+    /// Give them back with [`Core::recycle`].
     pub fn take_write(&mut self, key: usize) -> Vec<Bytes> {
         let mut pieces = self.pieces_pool.pop().unwrap_or_default();
         let client = &self.clients[key];
@@ -252,9 +376,9 @@ impl Core {
             .take(MAX_FRAMES_PER_WRITE)
         {
             for piece in [
-                frame.head(client.mode),
+                frame.head_bytes(client.mode),
                 client.id.clone(),
-                frame.tail(client.mode),
+                frame.tail_bytes(client.mode),
             ] {
                 if skip >= piece.len() {
                     skip -= piece.len();
@@ -268,10 +392,14 @@ impl Core {
         pieces
     }
 
-    /// Records that `written` bytes of the last write reached the socket.
-    pub fn complete_write(&mut self, key: usize, written: usize, mut pieces: Vec<Bytes>) {
+    /// Returns a write's buffer list for reuse.
+    pub fn recycle(&mut self, mut pieces: Vec<Bytes>) {
         pieces.clear();
         self.pieces_pool.push(pieces);
+    }
+
+    /// Records that `written` bytes of the last write reached the socket.
+    pub fn complete_write(&mut self, key: usize, written: usize) {
         let now = self.now_ms();
         let client = &mut self.clients[key];
         let mut n = written + client.sent;
@@ -310,6 +438,9 @@ impl Core {
             end(client, reason);
         }
         self.deliveries.release_idle_memory();
+        if self.dirty.is_empty() && self.dirty.capacity() > 4096 {
+            self.dirty = VecDeque::new();
+        }
     }
 
     /// Starts a graceful shutdown: every stream is ended politely.
@@ -379,20 +510,18 @@ fn enqueue(
         end(client, EndReason::SlowConsumer);
         return false;
     }
-    let was_empty = client.queue.is_empty();
     deliveries.push(&mut client.queue, frame.clone());
     client.queued_bytes += len;
     stats.queued_bytes += len as u64;
-    if was_empty {
-        if let Some(w) = client.waker.take() {
-            w.wake();
-        }
-    }
     true
 }
 
 fn end(client: &mut Client, reason: EndReason) {
     client.end = Some(reason);
+    wake(client);
+}
+
+fn wake(client: &mut Client) {
     if let Some(w) = client.waker.take() {
         w.wake();
     }
@@ -413,7 +542,8 @@ mod tests {
     fn render(core: &mut Core, key: usize) -> Vec<u8> {
         let pieces = core.take_write(key);
         let bytes: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
-        core.complete_write(key, bytes.len(), pieces);
+        core.complete_write(key, bytes.len());
+        core.recycle(pieces);
         bytes
     }
 
@@ -468,7 +598,6 @@ mod tests {
         loop {
             let pieces = c.take_write(k);
             if pieces.is_empty() {
-                c.complete_write(k, 0, pieces);
                 break;
             }
             let first: Vec<u8> = pieces
@@ -477,7 +606,8 @@ mod tests {
                 .take(7)
                 .collect();
             all.extend_from_slice(&first);
-            c.complete_write(k, first.len(), pieces);
+            c.complete_write(k, first.len());
+            c.recycle(pieces);
         }
         let text = String::from_utf8(all).unwrap();
         assert!(
@@ -485,6 +615,38 @@ mod tests {
             "{text}"
         );
         assert_eq!(c.stats().queued_bytes, 0);
+    }
+
+    #[test]
+    fn flush_writes_directly_and_hands_full_sockets_to_the_task() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let mut c = core();
+        let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (k, id) = c.register(LOCAL, ours.as_raw_fd(), BodyMode::Raw).unwrap();
+        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        c.publish(&[Message::custom("t", *b"1"), Message::custom("t", *b"2")]);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(c.poll_dirty(&mut cx), Poll::Ready(()));
+        c.flush_some(16);
+        assert_eq!(c.poll_dirty(&mut cx), Poll::Pending);
+        let mut got = vec![0u8; 4096];
+        let n = peer.read(&mut got).unwrap();
+        let id = std::str::from_utf8(&id).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&got[..n]).unwrap(),
+            format!("id:{id}\nevent:t\ndata:1\n\nid:{id}\nevent:t\ndata:2\n\n")
+        );
+        let s = c.stats();
+        assert_eq!((s.frames_written, s.writes, s.queued_bytes), (2, 1, 0));
+        // A peer that does not read: the socket fills and the task takes over.
+        let big = vec![b'x'; 64 * 1024];
+        while !c.clients[k].blocked {
+            c.publish(&[Message::custom("t", big.clone())]);
+            c.flush_some(16);
+        }
+        assert_eq!(c.poll_client(k, &mut cx), Poll::Ready(ClientEvent::Write));
+        assert!(c.stats().queued_bytes > 0);
     }
 
     #[test]
@@ -515,18 +677,30 @@ mod tests {
 
     #[test]
     fn graceful_end_flushes_first_and_stops_new_frames() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
         let mut c = core();
-        let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
+        let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (k, id) = c
+            .register(LOCAL, ours.as_raw_fd(), BodyMode::Chunked)
+            .unwrap();
         c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
         c.publish(&[Message::custom("t", *b"1")]);
         c.begin_shutdown();
         assert_eq!(c.publish(&[Message::custom("t", *b"2")]), 0);
         let mut cx = Context::from_waker(Waker::noop());
-        assert_eq!(c.poll_client(k, &mut cx), Poll::Ready(ClientEvent::Write));
-        render(&mut c, k);
+        assert_eq!(
+            c.poll_client(k, &mut cx),
+            Poll::Pending,
+            "queued frames go first"
+        );
+        c.flush_some(16);
         assert_eq!(
             c.poll_client(k, &mut cx),
             Poll::Ready(ClientEvent::End(EndReason::Shutdown))
         );
+        let mut got = vec![0u8; 4096];
+        let n = peer.read(&mut got).unwrap();
+        assert!(got[..n].ends_with(b"event:t\ndata:1\n\n\r\n"));
     }
 }

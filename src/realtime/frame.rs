@@ -61,20 +61,38 @@ impl Frame {
     }
 
     /// The bytes that precede the client id for `mode`.
-    pub fn head(&self, mode: BodyMode) -> Bytes {
-        let id_at = self.prefix + 3;
-        match mode {
-            BodyMode::Chunked => self.buf.slice(..id_at),
-            BodyMode::Raw | BodyMode::Discard => self.buf.slice(self.prefix..id_at),
-        }
+    pub fn head(&self, mode: BodyMode) -> &[u8] {
+        &self.buf[self.head_range(mode)]
     }
 
     /// The bytes that follow the client id for `mode`.
-    pub fn tail(&self, mode: BodyMode) -> Bytes {
+    pub fn tail(&self, mode: BodyMode) -> &[u8] {
+        &self.buf[self.tail_range(mode)]
+    }
+
+    /// [`Frame::head`] as a buffer an asynchronous write can own.
+    pub fn head_bytes(&self, mode: BodyMode) -> Bytes {
+        self.buf.slice(self.head_range(mode))
+    }
+
+    /// [`Frame::tail`] as a buffer an asynchronous write can own.
+    pub fn tail_bytes(&self, mode: BodyMode) -> Bytes {
+        self.buf.slice(self.tail_range(mode))
+    }
+
+    fn head_range(&self, mode: BodyMode) -> std::ops::Range<usize> {
         let id_at = self.prefix + 3;
         match mode {
-            BodyMode::Chunked => self.buf.slice(id_at..),
-            BodyMode::Raw | BodyMode::Discard => self.buf.slice(id_at..self.buf.len() - 2),
+            BodyMode::Chunked => 0..id_at,
+            BodyMode::Raw | BodyMode::Discard => self.prefix..id_at,
+        }
+    }
+
+    fn tail_range(&self, mode: BodyMode) -> std::ops::Range<usize> {
+        let id_at = self.prefix + 3;
+        match mode {
+            BodyMode::Chunked => id_at..self.buf.len(),
+            BodyMode::Raw | BodyMode::Discard => id_at..self.buf.len() - 2,
         }
     }
 
@@ -194,7 +212,9 @@ mod tests {
     fn render(frame: &Frame, mode: BodyMode) -> Vec<u8> {
         let mut out = frame.head(mode).to_vec();
         out.extend_from_slice(ID);
-        out.extend_from_slice(&frame.tail(mode));
+        out.extend_from_slice(frame.tail(mode));
+        assert_eq!(frame.head_bytes(mode), frame.head(mode));
+        assert_eq!(frame.tail_bytes(mode), frame.tail(mode));
         assert_eq!(out.len(), frame.wire_len(mode));
         out
     }
