@@ -16,7 +16,8 @@ use crate::http::error::ApiError;
 use crate::http::request::Head;
 use crate::http::response::Responder;
 use crate::realtime::frame::{self, BodyMode};
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::task::{Context, Poll, ready};
 
 /// A parked stream's read buffer: enough to notice EOF, nothing to hold.
 const STREAM_READ: usize = 16;
@@ -28,10 +29,7 @@ pub async fn run(conn: &mut Connection, head: Box<Head>, head_only: bool) -> boo
         (false, true) => BodyMode::Chunked,
         (false, false) => BodyMode::Raw,
     };
-    let started = start(conn, &head, mode);
-    // The request is answered; a stream may live for half an hour without it.
-    drop(head);
-    let (key, out) = match started {
+    let (key, out) = match start(conn, head, mode) {
         Ok(started) => started,
         Err(refusal) => return conn.socket.write_all(refusal).await.is_ok(),
     };
@@ -57,10 +55,11 @@ pub async fn run(conn: &mut Connection, head: Box<Head>, head_only: bool) -> boo
 }
 
 /// Registers the client and renders the head and `PB_CONNECT` (one write);
-/// or renders the refusal when this core is full.
-fn start(conn: &Connection, head: &Head, mode: BodyMode) -> Result<(usize, Vec<u8>), Vec<u8>> {
+/// or renders the refusal when this core is full. Takes the request head so
+/// that it is freed here: a stream may live for half an hour without it.
+fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, Vec<u8>), Vec<u8>> {
     let ctx = &conn.ctx;
-    let responder = Responder::new(head, &ctx.cors);
+    let responder = Responder::new(&head, &ctx.cors);
     let mut out = Vec::with_capacity(512);
     let registered = ctx
         .core
@@ -81,50 +80,56 @@ fn start(conn: &Connection, head: &Head, mode: BodyMode) -> Result<(usize, Vec<u
     Ok((key, out))
 }
 
-/// Writes what the core queues until the stream ends.
+/// What wakes a parked stream.
+enum Wake {
+    /// The pending read completed: EOF, an error, or bytes.
+    Read(std::io::Result<usize>, Vec<u8>),
+    Core(ClientEvent),
+}
+
+/// Waits on the core and on the peer until the stream ends; writes through
+/// io_uring when the core hands over a full socket.
 async fn pump(conn: &mut Connection, key: usize) -> EndReason {
-    let ctx = conn.ctx.clone();
     if conn.buf.is_empty() {
         // Let go of the request's read buffer: idle streams are most streams.
         conn.buf = Vec::new();
     }
     loop {
-        let socket = conn.socket.clone();
-        let pending = conn
-            .pending
-            .get_or_insert_with(|| socket.read(Vec::with_capacity(STREAM_READ)));
-        let event = tokio::select! {
-            biased;
-            event = poll_fn(|cx| ctx.core.borrow_mut().poll_client(key, cx)) => event,
-            (res, data) = pending => {
-                conn.pending = None;
-                match res {
-                    Ok(n) if n > 0 => {
-                        // A request pipelined behind the stream: keep it for later.
-                        conn.absorb(data);
-                        if conn.buf.len() > ctx.config.max_header_bytes {
-                            return EndReason::ClientClosed;
-                        }
-                        continue;
-                    }
-                    _ => return EndReason::ClientClosed,
+        match poll_fn(|cx| poll_stream(conn, key, cx)).await {
+            Wake::Read(Ok(n), data) if n > 0 => {
+                // A request pipelined behind the stream: keep it for later.
+                conn.absorb(data);
+                if conn.buf.len() > conn.ctx.config.max_header_bytes {
+                    return EndReason::ClientClosed;
                 }
             }
-        };
-        match event {
-            ClientEvent::End(reason) => return reason,
-            ClientEvent::Write => {
-                let pieces = ctx.core.borrow_mut().take_write(key);
+            Wake::Read(..) => return EndReason::ClientClosed,
+            Wake::Core(ClientEvent::End(reason)) => return reason,
+            Wake::Core(ClientEvent::Write) => {
+                let pieces = conn.ctx.core.borrow_mut().take_write(key);
                 let (res, pieces) = conn.socket.writev(pieces).await;
-                let written = res.as_ref().map_or(0, |&n| n);
-                let mut core = ctx.core.borrow_mut();
-                core.complete_write(key, written);
+                let mut core = conn.ctx.core.borrow_mut();
+                core.complete_write(key, *res.as_ref().unwrap_or(&0));
                 core.recycle(pieces);
-                drop(core);
                 if res.is_err() {
                     return EndReason::ClientClosed;
                 }
             }
         }
     }
+}
+
+/// The core first (an end or a full socket), then the peer's read, which is
+/// started here if none is in flight.
+fn poll_stream(conn: &mut Connection, key: usize, cx: &mut Context<'_>) -> Poll<Wake> {
+    if let Poll::Ready(event) = conn.ctx.core.borrow_mut().poll_client(key, cx) {
+        return Poll::Ready(Wake::Core(event));
+    }
+    let socket = &conn.socket;
+    let read = conn
+        .pending
+        .get_or_insert_with(|| socket.read(Vec::with_capacity(STREAM_READ)));
+    let (res, data) = ready!(read.as_mut().poll(cx));
+    conn.pending = None;
+    Poll::Ready(Wake::Read(res, data))
 }

@@ -192,7 +192,7 @@ mod tests {
             let (socket, peer) = listener.accept().await.unwrap();
             let mut conn = Connection::new(ctx.clone(), socket, peer);
             let stream = size(&crate::stream::run(&mut conn, Box::default(), false));
-            assert!(stream <= 256, "stream future: {stream} bytes");
+            assert!(stream <= 160, "stream future: {stream} bytes");
             let serve = size(&conn.serve());
             assert!(serve <= 320, "connection future: {serve} bytes");
         });
