@@ -16,7 +16,7 @@ use crate::http::error::ApiError;
 use crate::http::request::Head;
 use crate::http::response::Responder;
 use crate::realtime::frame::{self, BodyMode};
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::task::{Context, Poll, ready};
 
 /// A parked stream's read buffer: enough to notice EOF, nothing to hold.
