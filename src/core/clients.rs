@@ -12,7 +12,6 @@
 use crate::core::queue::Queue;
 use crate::core::topics::TopicId;
 use crate::realtime::frame::{BodyMode, ID_LEN};
-use bytes::Bytes;
 use smallvec::SmallVec;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
@@ -54,8 +53,8 @@ impl EndReason {
 /// connection task and a pending 1-read, nothing else.
 #[derive(Debug)]
 pub struct Client {
-    /// The id, as a buffer every write can reference without copying.
-    pub id: Bytes,
+    /// The id, inline: fan-out writes point their iovecs at it.
+    pub id: [u8; ID_LEN],
     pub ip: IpAddr,
     /// The socket, so the core can abort a stuck write (slow consumers).
     pub fd: RawFd,

@@ -12,7 +12,7 @@ pub mod topics;
 use crate::config::Config;
 use crate::http::error::ApiError;
 use crate::publish::Message;
-use crate::realtime::frame::{BodyMode, Frame};
+use crate::realtime::frame::{BodyMode, Frame, ID_LEN};
 use crate::runtime;
 use bytes::Bytes;
 use clients::{Client, EndReason, MAX_CLIENTS_PER_CORE};
@@ -126,17 +126,21 @@ impl Core {
     }
 
     /// Registers a stream; returns its slab key and id, or `None` when full.
-    pub fn register(&mut self, ip: IpAddr, fd: RawFd, mode: BodyMode) -> Option<(usize, Bytes)> {
+    pub fn register(
+        &mut self,
+        ip: IpAddr,
+        fd: RawFd,
+        mode: BodyMode,
+    ) -> Option<(usize, [u8; ID_LEN])> {
         let entry = self.clients.vacant_entry();
         let key = entry.key();
         if key >= MAX_CLIENTS_PER_CORE {
             return None;
         }
-        // One allocation holding the id, shared by every write that references it.
-        let id = Bytes::from_owner(clients::new_id(self.index, self.config.workers(), key));
+        let id = clients::new_id(self.index, self.config.workers(), key);
         let now = self.epoch.elapsed().as_millis() as u64;
         entry.insert(Client {
-            id: id.clone(),
+            id,
             ip: ip.to_canonical(),
             fd,
             mode,
@@ -180,7 +184,7 @@ impl Core {
         let client = self
             .clients
             .get_mut(key)
-            .filter(|c| c.id == id && c.end.is_none())
+            .filter(|c| c.id[..] == *id && c.end.is_none())
             .ok_or_else(|| ApiError::new(404, "Missing or invalid client id."))?;
         if client.ip != ip.to_canonical() {
             return Err(ApiError::bad_request("Invalid realtime client."));
@@ -369,6 +373,9 @@ impl Core {
     pub fn take_write(&mut self, key: usize) -> Vec<Bytes> {
         let mut pieces = self.pieces_pool.pop().unwrap_or_default();
         let client = &self.clients[key];
+        // The slow path only: a write that outlives this call needs its own
+        // copy of the id (the fast path points into the client record).
+        let id = Bytes::copy_from_slice(&client.id);
         let mut skip = client.sent;
         for frame in self
             .deliveries
@@ -377,7 +384,7 @@ impl Core {
         {
             for piece in [
                 frame.head_bytes(client.mode),
-                client.id.clone(),
+                id.clone(),
                 frame.tail_bytes(client.mode),
             ] {
                 if skip >= piece.len() {
