@@ -2,8 +2,9 @@
 //!
 //! Everything here is owned by one thread and touched without locks; other
 //! cores reach it only through the ring (`crate::ring`). Nothing here knows
-//! HTTP or the runtime: connection tasks call in to register a stream, wait
-//! for work (`poll_client`), take frames to write and report what was written.
+//! HTTP: connection tasks call in to register a stream and to wait for an end
+//! or a full socket (`poll_client`); the core's flush task calls in to write
+//! (`writer`, whose non-blocking send is the only runtime call).
 
 pub mod clients;
 pub mod queue;
