@@ -91,6 +91,8 @@ impl Connection {
                         return;
                     }
                     let close = head.close;
+                    // Boxed as well: the task then fits tokio's 384-byte class
+                    // (tasks are 128-byte aligned) and the stream's state its own.
                     let stream = Box::pin(stream::run(&mut self, head, head_only));
                     let keep_alive = stream.await;
                     if !keep_alive || close || self.ctx.core.borrow().shutting_down() {
