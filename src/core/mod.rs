@@ -251,13 +251,32 @@ impl Core {
         let now = self.now_ms();
         let idle = self.config.idle_timeout.as_millis() as u64;
         let lifetime = self.config.max_lifetime.as_millis() as u64;
-        for (_, client) in self.clients.iter_mut() {
+        let Core {
+            clients,
+            deliveries,
+            stats,
+            ..
+        } = self;
+        for (_, client) in clients.iter_mut() {
+            let stalled = now.saturating_sub(client.last_write_ms) >= idle;
+            if client.blocked && stalled && client.end.is_none_or(|r| r.is_graceful()) {
+                // Its socket took nothing for a whole idle timeout: unlike
+                // PocketBase, which keeps such a client forever, let it go.
+                drop_slow_consumer(
+                    client,
+                    deliveries,
+                    stats,
+                    0,
+                    "its socket accepted nothing for the idle timeout",
+                );
+                continue;
+            }
             if client.end.is_some() {
                 continue;
             }
             let reason = if now.saturating_sub(client.connected_ms) >= lifetime {
                 EndReason::Lifetime
-            } else if now.saturating_sub(client.last_write_ms) >= idle {
+            } else if stalled {
                 EndReason::IdleTimeout
             } else {
                 continue;
@@ -319,28 +338,45 @@ fn enqueue(
     }
     let len = frame.wire_len(client.mode);
     if client.queued_bytes + len > max_queue {
-        let dropped = deliveries.clear(&mut client.queue) + 1;
-        stats.dropped_clients += 1;
-        stats.dropped_frames += dropped as u64;
-        stats.queued_bytes -= client.queued_bytes as u64;
-        client.queued_bytes = 0;
-        client.sent = 0;
-        tracing::warn!(
-            client = %String::from_utf8_lossy(&client.id),
-            dropped_frames = dropped,
-            max_queue_bytes = max_queue,
-            "disconnecting a slow consumer: its queue went over the cap"
+        drop_slow_consumer(
+            client,
+            deliveries,
+            stats,
+            1,
+            "its queue went over --max-queue-bytes",
         );
-        // Abort a write that may be stuck on a full socket buffer.
-        // SAFETY: shutdown(2) on the client's own socket; the fd stays open.
-        unsafe { libc::shutdown(client.fd, libc::SHUT_RDWR) };
-        end(client, EndReason::SlowConsumer);
         return false;
     }
     deliveries.push(&mut client.queue, frame.clone());
     client.queued_bytes += len;
     stats.queued_bytes += len as u64;
     true
+}
+
+/// Disconnects a client that does not read fast enough, counting what it
+/// loses (`extra` frames that were not even queued).
+fn drop_slow_consumer(
+    client: &mut Client,
+    deliveries: &mut Deliveries,
+    stats: &mut CoreStats,
+    extra: usize,
+    why: &str,
+) {
+    let dropped = deliveries.clear(&mut client.queue) + extra;
+    stats.dropped_clients += 1;
+    stats.dropped_frames += dropped as u64;
+    stats.queued_bytes -= client.queued_bytes as u64;
+    client.queued_bytes = 0;
+    client.sent = 0;
+    tracing::warn!(
+        client = %String::from_utf8_lossy(&client.id),
+        dropped_frames = dropped,
+        "disconnecting a slow consumer: {why}"
+    );
+    // Abort a write that may be stuck on a full socket buffer.
+    // SAFETY: shutdown(2) on the client's own socket; the fd stays open.
+    unsafe { libc::shutdown(client.fd, libc::SHUT_RDWR) };
+    end(client, EndReason::SlowConsumer);
 }
 
 fn end(client: &mut Client, reason: EndReason) {
@@ -474,6 +510,32 @@ mod tests {
         }
         assert_eq!(c.poll_client(k, &mut cx), Poll::Ready(ClientEvent::Write));
         assert!(c.stats().queued_bytes > 0);
+    }
+
+    #[test]
+    fn a_socket_stalled_for_the_idle_timeout_is_dropped() {
+        use std::os::fd::AsRawFd;
+        let config = Config {
+            idle_timeout: std::time::Duration::ZERO,
+            ..Config::defaults()
+        };
+        let mut c = Core::new(0, Arc::new(config));
+        let (_peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (k, id) = c.register(LOCAL, ours.as_raw_fd(), BodyMode::Raw).unwrap();
+        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        while !c.clients[k].blocked {
+            c.publish(&[Message::custom("t", vec![b'x'; 64 * 1024])]);
+            c.flush_some(16);
+        }
+        c.expire();
+        let s = c.stats();
+        assert_eq!((s.dropped_clients, s.queued_bytes), (1, 0));
+        assert!(s.dropped_frames >= 1);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(
+            c.poll_client(k, &mut cx),
+            Poll::Ready(ClientEvent::End(EndReason::SlowConsumer))
+        );
     }
 
     #[test]
