@@ -11,9 +11,10 @@
 use crate::http::error::ApiError;
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Head};
 use crate::http::response::{self, Responder};
+use crate::realtime::frame;
 use crate::routes::{self, Route};
 use crate::runtime::{ReadFuture, Socket};
-use crate::stream;
+use crate::stream::{self, Opened};
 use crate::worker::CoreCtx;
 use std::io;
 use std::net::SocketAddr;
@@ -91,18 +92,37 @@ impl Connection {
                         return;
                     }
                     let close = head.close;
-                    // Boxed as well: the task then fits tokio's 384-byte class
-                    // (tasks are 128-byte aligned) and the stream's state its own.
-                    let stream = Box::pin(stream::run(&mut self, head, head_only));
-                    let keep_alive = stream.await;
-                    if !keep_alive || close || self.ctx.core.borrow().shutting_down() {
-                        return;
+                    let opened = Box::pin(stream::open(&mut self, head, head_only));
+                    match opened.await {
+                        Opened::Stream { key, mode } => {
+                            return stream::park(self, key, mode, close);
+                        }
+                        Opened::Refused => {}
+                        Opened::Failed => return,
                     }
                 }
             }
         }
         if !out.is_empty() {
             let _ = self.socket.write_all(out).await;
+        }
+    }
+
+    /// Takes the connection back after a stream ended politely: writes the
+    /// zero-length chunk that ends the stream's body, then serves requests
+    /// again, unless the connection was to close with the stream.
+    pub async fn resume(self, last_chunk: bool, close: bool) {
+        if last_chunk
+            && self
+                .socket
+                .write_all(frame::LAST_CHUNK.to_vec())
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if !close && !self.ctx.core.borrow().shutting_down() {
+            self.serve().await;
         }
     }
 

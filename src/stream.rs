@@ -1,13 +1,18 @@
 //! `GET /api/realtime`: one realtime stream, from `PB_CONNECT` to its end.
 //!
-//! The stream registers a client on this core, writes the head and the
-//! `PB_CONNECT` event in one write, then parks. The core writes queued frames
-//! straight to the socket while it has room; when it is full, the core wakes
-//! this task, which writes through io_uring (waiting for room) until the queue
-//! is empty. The core also wakes it when the stream must end.
-//! Its pending read notices the peer leaving. A polite end (idle timeout,
-//! lifetime, shutdown) writes the zero-length chunk and keeps the connection
-//! for further requests, as PocketBase does.
+//! The connection's task registers a client on this core and writes the head
+//! and the `PB_CONNECT` event in one write. Then it hands the connection to a
+//! [`StreamTask`] and ends: a parked stream is the common case (most of a
+//! server's connections, for minutes), so it gets a small hand-written task of
+//! its own instead of the request-serving state machine.
+//!
+//! The core writes queued frames straight to the socket while it has room;
+//! when the socket is full, the core wakes the stream task, which writes
+//! through io_uring (waiting for room) until the queue is empty. The core also
+//! wakes it when the stream must end, and its pending read notices the peer
+//! leaving. A polite end (idle timeout, lifetime, shutdown) writes the
+//! zero-length chunk and gives the connection back to a request-serving task,
+//! as PocketBase keeps the connection for further requests.
 
 use crate::conn::Connection;
 use crate::core::ClientEvent;
@@ -16,47 +21,53 @@ use crate::http::error::ApiError;
 use crate::http::request::Head;
 use crate::http::response::Responder;
 use crate::realtime::frame::{self, BodyMode};
-use std::future::poll_fn;
-use std::task::{Context, Poll, ready};
+use crate::runtime::{self, WritevFuture};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// A parked stream's read buffer: enough to notice EOF, nothing to hold.
 const STREAM_READ: usize = 16;
 
-/// Runs the stream; returns whether the connection may serve more requests.
-pub async fn run(conn: &mut Connection, head: Box<Head>, head_only: bool) -> bool {
+/// How opening a stream went.
+pub enum Opened {
+    /// Registered and announced: hand the connection to [`park`].
+    Stream { key: usize, mode: BodyMode },
+    /// Refused (this core is full) and answered; the connection may go on.
+    Refused,
+    /// The peer is gone.
+    Failed,
+}
+
+/// Registers the client and writes the head and `PB_CONNECT` (one write).
+pub async fn open(conn: &mut Connection, head: Box<Head>, head_only: bool) -> Opened {
     let mode = match (head_only, head.http11) {
         (true, _) => BodyMode::Discard,
         (false, true) => BodyMode::Chunked,
         (false, false) => BodyMode::Raw,
     };
-    let (key, out) = match start(conn, head, mode) {
-        Ok(started) => started,
-        Err(refusal) => return conn.socket.write_all(refusal).await.is_ok(),
-    };
-    let reason = if conn.socket.write_all(out).await.is_err() {
-        EndReason::ClientClosed
-    } else {
-        pump(conn, key).await
-    };
-    conn.ctx.core.borrow_mut().unregister(key);
-    tracing::debug!(key, ?reason, "stream ended");
-    if !reason.is_graceful() {
-        return false;
-    }
-    match mode {
-        BodyMode::Chunked => conn
-            .socket
-            .write_all(frame::LAST_CHUNK.to_vec())
-            .await
-            .is_ok(),
-        BodyMode::Discard => true,
-        BodyMode::Raw => false,
+    match start(conn, head, mode) {
+        Ok((key, out)) => {
+            if conn.socket.write_all(out).await.is_ok() {
+                Opened::Stream { key, mode }
+            } else {
+                conn.ctx.core.borrow_mut().unregister(key);
+                Opened::Failed
+            }
+        }
+        Err(refusal) => {
+            if conn.socket.write_all(refusal).await.is_ok() {
+                Opened::Refused
+            } else {
+                Opened::Failed
+            }
+        }
     }
 }
 
-/// Registers the client and renders the head and `PB_CONNECT` (one write);
-/// or renders the refusal when this core is full. Takes the request head so
-/// that it is freed here: a stream may live for half an hour without it.
+/// Registers the client and renders the head and `PB_CONNECT`; or renders the
+/// refusal when this core is full. Takes the request head so that it is freed
+/// here: a stream may live for half an hour without it.
 fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, Vec<u8>), Vec<u8>> {
     let ctx = &conn.ctx;
     let responder = Responder::new(&head, &ctx.cors);
@@ -80,56 +91,119 @@ fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, V
     Ok((key, out))
 }
 
-/// What wakes a parked stream.
-enum Wake {
-    /// The pending read completed: EOF, an error, or bytes.
-    Read(std::io::Result<usize>, Vec<u8>),
-    Core(ClientEvent),
-}
-
-/// Waits on the core and on the peer until the stream ends; writes through
-/// io_uring when the core hands over a full socket.
-async fn pump(conn: &mut Connection, key: usize) -> EndReason {
+/// Hands an opened stream to a task of its own. `close`: the connection ends
+/// with the stream (`Connection: close`), even after a polite end.
+pub fn park(mut conn: Connection, key: usize, mode: BodyMode, close: bool) {
     if conn.buf.is_empty() {
         // Let go of the request's read buffer: idle streams are most streams.
         conn.buf = Vec::new();
     }
-    loop {
-        match poll_fn(|cx| poll_stream(conn, key, cx)).await {
-            Wake::Read(Ok(n), data) if n > 0 => {
-                // A request pipelined behind the stream: keep it for later.
-                conn.absorb(data);
-                if conn.buf.len() > conn.ctx.config.max_header_bytes {
-                    return EndReason::ClientClosed;
-                }
-            }
-            Wake::Read(..) => return EndReason::ClientClosed,
-            Wake::Core(ClientEvent::End(reason)) => return reason,
-            Wake::Core(ClientEvent::Write) => {
-                let pieces = conn.ctx.core.borrow_mut().take_write(key);
-                let (res, pieces) = conn.socket.writev(pieces).await;
+    runtime::spawn(StreamTask {
+        conn: Some(conn),
+        key: key as u32,
+        mode,
+        close,
+        write: None,
+    });
+}
+
+/// A parked stream: waits on the core and on the peer, writes through
+/// io_uring when the core hands over a full socket. Its whole state is the
+/// connection and one optional write, so a parked stream's task is small.
+struct StreamTask {
+    /// `None` once the stream has ended.
+    conn: Option<Connection>,
+    key: u32,
+    mode: BodyMode,
+    close: bool,
+    /// The io_uring write in flight, when the socket was full.
+    write: Option<WritevFuture>,
+}
+
+impl Future for StreamTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let key = this.key as usize;
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(());
+        };
+        let reason = loop {
+            if let Some(write) = this.write.as_mut() {
+                let Poll::Ready((res, pieces)) = write.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                this.write = None;
                 let mut core = conn.ctx.core.borrow_mut();
                 core.complete_write(key, *res.as_ref().unwrap_or(&0));
                 core.recycle(pieces);
                 if res.is_err() {
-                    return EndReason::ClientClosed;
+                    break EndReason::ClientClosed;
                 }
+                continue;
             }
-        }
+            let event = conn.ctx.core.borrow_mut().poll_client(key, cx);
+            match event {
+                Poll::Ready(ClientEvent::End(reason)) => break reason,
+                Poll::Ready(ClientEvent::Write) => {
+                    let pieces = conn.ctx.core.borrow_mut().take_write(key);
+                    this.write = Some(conn.socket.writev(pieces));
+                    continue;
+                }
+                Poll::Pending => {}
+            }
+            let socket = &conn.socket;
+            let read = conn
+                .pending
+                .get_or_insert_with(|| socket.read(Vec::with_capacity(STREAM_READ)));
+            let Poll::Ready((res, data)) = read.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            conn.pending = None;
+            match res {
+                Ok(n) if n > 0 => {
+                    // A request pipelined behind the stream: keep it for later.
+                    conn.absorb(data);
+                    if conn.buf.len() > conn.ctx.config.max_header_bytes {
+                        break EndReason::ClientClosed;
+                    }
+                }
+                _ => break EndReason::ClientClosed,
+            }
+        };
+        this.finish(reason);
+        Poll::Ready(())
     }
 }
 
-/// The core first (an end or a full socket), then the peer's read, which is
-/// started here if none is in flight.
-fn poll_stream(conn: &mut Connection, key: usize, cx: &mut Context<'_>) -> Poll<Wake> {
-    if let Poll::Ready(event) = conn.ctx.core.borrow_mut().poll_client(key, cx) {
-        return Poll::Ready(Wake::Core(event));
+impl StreamTask {
+    /// Unregisters the client; after a polite end the connection goes back to
+    /// serving requests (HTTP/1.1 and HEAD), otherwise it is closed.
+    fn finish(&mut self, reason: EndReason) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        conn.ctx.core.borrow_mut().unregister(self.key as usize);
+        tracing::debug!(key = self.key, ?reason, "stream ended");
+        if reason.is_graceful() && self.mode != BodyMode::Raw {
+            let last_chunk = self.mode == BodyMode::Chunked;
+            runtime::spawn(conn.resume(last_chunk, self.close));
+        }
+        // Otherwise dropping the connection closes it.
     }
-    let socket = &conn.socket;
-    let read = conn
-        .pending
-        .get_or_insert_with(|| socket.read(Vec::with_capacity(STREAM_READ)));
-    let (res, data) = ready!(read.as_mut().poll(cx));
-    conn.pending = None;
-    Poll::Ready(Wake::Read(res, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle stream is one parked `StreamTask`; tokio lays tasks out
+    /// 128-byte aligned with ≈ 120 bytes of its own, so this size decides
+    /// whether an idle stream's task takes 256 bytes or 384.
+    #[test]
+    fn a_parked_stream_task_fits_tokios_256_byte_class() {
+        let size = std::mem::size_of::<StreamTask>();
+        assert!(size <= 136, "StreamTask is {size} bytes");
+    }
 }

@@ -165,36 +165,3 @@ async fn shut_down(ctx: &CoreCtx, listener: &Listener) {
     }
     tracing::debug!(core = ctx.index, "core stopped");
 }
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every idle stream parks one connection task; its size is most of an
-    /// idle client's memory, so a change that grows it should be deliberate.
-    #[test]
-    fn a_parked_connection_task_stays_small() {
-        fn size<F: std::future::Future>(_: &F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        runtime::run(async move {
-            let config = Arc::new(Config::defaults());
-            let ctx = Rc::new(CoreCtx {
-                index: 0,
-                core: RefCell::new(Core::new(0, config.clone())),
-                ring: Ring::new(1, 1).0,
-                cors: Cors::new(vec!["*".into()]),
-                config,
-            });
-            let listener = Listener::from_std(listener);
-            let _client = std::net::TcpStream::connect(addr).unwrap();
-            let (socket, peer) = listener.accept().await.unwrap();
-            let mut conn = Connection::new(ctx.clone(), socket, peer);
-            let stream = size(&crate::stream::run(&mut conn, Box::default(), false));
-            assert!(stream <= 160, "stream future: {stream} bytes");
-            let serve = size(&conn.serve());
-            assert!(serve <= 320, "connection future: {serve} bytes");
-        });
-    }
-}
