@@ -81,6 +81,8 @@ pub struct Core {
     dirty: VecDeque<u32>,
     /// The flush task, parked while `dirty` is empty.
     flusher: Option<Waker>,
+    /// The iovec array of the current direct write (capacity for the largest).
+    iov: Vec<libc::iovec>,
     /// Every open connection's socket, to close them at shutdown.
     connections: Slab<RawFd>,
     shutting_down: bool,
@@ -102,6 +104,7 @@ impl Core {
             pieces_pool: Vec::new(),
             dirty: VecDeque::new(),
             flusher: None,
+            iov: Vec::with_capacity(3 * MAX_FRAMES_PER_WRITE),
             connections: Slab::new(),
             shutting_down: false,
         }

@@ -2,8 +2,8 @@
 //!
 //! Fan-out only links frames into queues and puts the client in the core's
 //! flush line. The flush task then writes each client's whole queue with one
-//! non-blocking `sendmsg` of `[head][id][tail]` iovecs built on the stack —
-//! nothing allocated, nothing copied. A socket that is full is handed to the
+//! non-blocking `sendmsg` of `[head][id][tail]` iovecs, gathered in a reused
+//! per-core array — nothing allocated, nothing copied. A socket that is full is handed to the
 //! client's own task, which writes through io_uring (waiting for room) until
 //! the queue is empty; the per-client byte cap bounds what can pile up.
 
@@ -41,7 +41,7 @@ impl Core {
     }
 
     /// Writes what `key` has queued straight to its socket — one `sendmsg` of
-    /// `[head][id][tail]` iovecs per frame, built on the stack — if the socket
+    /// `[head][id][tail]` iovecs per frame (a reused array) — if the socket
     /// takes it now. A client whose socket is full is handed to its own task,
     /// which waits for room through io_uring.
     fn flush(&mut self, key: usize) {
@@ -49,6 +49,7 @@ impl Core {
             clients,
             deliveries,
             stats,
+            iov,
             ..
         } = self;
         let Some(client) = clients.get_mut(key).filter(|c| c.dirty) else {
@@ -59,11 +60,9 @@ impl Core {
         if client.blocked || client.queue.is_empty() || aborted {
             return;
         }
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; 3 * MAX_FRAMES_PER_WRITE];
-        let (mut used, mut total, mut skip) = (0, 0, client.sent);
+        // Reused, never re-zeroed: it only ever holds this call's pointers.
+        iov.clear();
+        let (mut total, mut skip) = (0, client.sent);
         for frame in deliveries.iter(&client.queue).take(MAX_FRAMES_PER_WRITE) {
             for piece in [
                 frame.head(client.mode),
@@ -76,16 +75,15 @@ impl Core {
                 }
                 let piece = &piece[skip..];
                 skip = 0;
-                iov[used] = libc::iovec {
+                iov.push(libc::iovec {
                     iov_base: piece.as_ptr().cast_mut().cast(),
                     iov_len: piece.len(),
-                };
-                used += 1;
+                });
                 total += piece.len();
             }
         }
         stats.writes += 1;
-        let result = runtime::try_send(client.fd, &iov[..used]);
+        let result = runtime::try_send(client.fd, iov);
         match result {
             Ok(written) => {
                 self.complete_write(key, written);
