@@ -154,11 +154,11 @@ impl Connection {
                 return Next::Close;
             }
         };
-        let route = routes::route(&head);
-        if let Route::Stream { head_only } = route {
-            return Next::Stream { head, head_only };
-        }
-        routes::handle(self, route, &head, &body, out).await;
+        let answer = match routes::route(&head) {
+            Route::Stream { head_only } => return Next::Stream { head, head_only },
+            Route::Answer(answer) => answer,
+        };
+        routes::handle(self, answer, &head, &body, out).await;
         if head.close || self.ctx.core.borrow().shutting_down() {
             return Next::Close;
         }

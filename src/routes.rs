@@ -10,12 +10,19 @@ use crate::publish;
 use crate::realtime::subscribe;
 use serde_json::json;
 
+/// Where a request goes: into an event stream, or to a handler that answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// `GET`/`HEAD /api/realtime`.
+    /// `GET`/`HEAD /api/realtime`: served by `stream`.
     Stream {
         head_only: bool,
     },
+    Answer(Answer),
+}
+
+/// The requests answered at once, by [`handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
     /// `POST /api/realtime`.
     Subscribe,
     /// `POST /api/publish`.
@@ -36,39 +43,45 @@ pub enum Route {
 pub fn route(head: &Head) -> Route {
     let method = head.method();
     match (head.path.as_str(), method) {
-        (_, Method::Options) => Route::Preflight,
+        (_, Method::Options) => Route::Answer(Answer::Preflight),
         ("/api/realtime", Method::Get | Method::Head) => Route::Stream {
             head_only: method == Method::Head,
         },
-        ("/api/realtime", Method::Post) => Route::Subscribe,
-        ("/api/publish", Method::Post) => Route::Publish,
-        ("/api/health", Method::Get | Method::Head) => Route::Health {
+        ("/api/realtime", Method::Post) => Route::Answer(Answer::Subscribe),
+        ("/api/publish", Method::Post) => Route::Answer(Answer::Publish),
+        ("/api/health", Method::Get | Method::Head) => Route::Answer(Answer::Health {
             head_only: method == Method::Head,
-        },
-        ("/api/stats", Method::Get) => Route::Stats,
-        (_, Method::Get | Method::Head) => Route::NotFound { file: true },
-        _ => Route::NotFound { file: false },
+        }),
+        ("/api/stats", Method::Get) => Route::Answer(Answer::Stats),
+        (_, Method::Get | Method::Head) => Route::Answer(Answer::NotFound { file: true }),
+        _ => Route::Answer(Answer::NotFound { file: false }),
     }
 }
 
 /// Answers `route` into `out`.
-pub async fn handle(conn: &Connection, route: Route, head: &Head, body: &[u8], out: &mut Vec<u8>) {
+pub async fn handle(
+    conn: &Connection,
+    answer: Answer,
+    head: &Head,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
     let responder = Responder::new(head, &conn.ctx.cors);
-    let result = match route {
-        Route::Preflight => {
+    let result = match answer {
+        Answer::Preflight => {
             responder.preflight(out, head);
             return;
         }
-        Route::Subscribe => subscribe(conn, head, body).await.map(|()| {
+        Answer::Subscribe => subscribe(conn, head, body).await.map(|()| {
             responder.no_content(out);
         }),
-        Route::Publish => publish(conn, head, body).await.map(|n| {
+        Answer::Publish => publish(conn, head, body).await.map(|n| {
             responder.json(out, 200, format!("{{\"recipients\":{n}}}").as_bytes());
         }),
-        Route::Stats => stats(conn, head)
+        Answer::Stats => stats(conn, head)
             .await
             .map(|body| responder.json(out, 200, &body)),
-        Route::Health { head_only } => {
+        Answer::Health { head_only } => {
             let body = br#"{"message":"API is healthy.","code":200,"data":{}}"#;
             responder.json(out, 200, body);
             if head_only {
@@ -76,9 +89,8 @@ pub async fn handle(conn: &Connection, route: Route, head: &Head, body: &[u8], o
             }
             Ok(())
         }
-        Route::NotFound { file: true } => Err(ApiError::new(404, "File not found.")),
-        Route::NotFound { file: false } => Err(ApiError::not_found()),
-        Route::Stream { .. } => unreachable!("streams are served by stream::run"),
+        Answer::NotFound { file: true } => Err(ApiError::new(404, "File not found.")),
+        Answer::NotFound { file: false } => Err(ApiError::not_found()),
     };
     if let Err(err) = result {
         responder.error(out, &err);
@@ -183,23 +195,23 @@ mod tests {
         );
         assert_eq!(
             route_of("POST /api/realtime HTTP/1.1\r\n\r\n"),
-            Route::Subscribe
+            Route::Answer(Answer::Subscribe)
         );
         assert_eq!(
             route_of("PUT /api/realtime HTTP/1.1\r\n\r\n"),
-            Route::NotFound { file: false }
+            Route::Answer(Answer::NotFound { file: false })
         );
         assert_eq!(
             route_of("GET /api/realtime/ HTTP/1.1\r\n\r\n"),
-            Route::NotFound { file: true }
+            Route::Answer(Answer::NotFound { file: true })
         );
         assert_eq!(
             route_of("POST /api/realtime/ HTTP/1.1\r\n\r\n"),
-            Route::NotFound { file: false }
+            Route::Answer(Answer::NotFound { file: false })
         );
         assert_eq!(
             route_of("OPTIONS /api/realtime HTTP/1.1\r\n\r\n"),
-            Route::Preflight
+            Route::Answer(Answer::Preflight)
         );
     }
 
