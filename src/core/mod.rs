@@ -52,7 +52,8 @@ pub struct CoreStats {
     pub frames_written: u64,
     /// Write operations submitted (deliveries / writes = coalescing factor).
     pub writes: u64,
-    /// Clients disconnected for going over their queue cap.
+    /// Clients disconnected as slow consumers: over their queue cap, or their
+    /// socket took nothing for an idle timeout.
     pub dropped_clients: u64,
     /// Frames discarded with those clients.
     pub dropped_frames: u64,
