@@ -75,10 +75,7 @@ impl Connection {
     pub async fn serve(mut self) {
         let mut out = Vec::new();
         loop {
-            // Boxed: a parked stream's task should not reserve room for the
-            // states of request parsing and of the other routes.
-            let request = Box::pin(self.request(&mut out));
-            match request.await {
+            match self.request(&mut out).await {
                 Next::Continue => {}
                 Next::Close => break,
                 Next::Stream { head, head_only } => {
@@ -92,8 +89,7 @@ impl Connection {
                         return;
                     }
                     let close = head.close;
-                    let opened = Box::pin(stream::open(&mut self, head, head_only));
-                    match opened.await {
+                    match stream::open(&mut self, head, head_only).await {
                         Opened::Stream { key, mode } => {
                             return stream::park(self, key, mode, close);
                         }
@@ -187,8 +183,8 @@ impl Connection {
                 request::parse_head(&self.buf, max_head).map_err(Stop::Error)?
             {
                 self.buf.drain(..used);
-                // Boxed: a stream keeps its connection's task parked for
-                // minutes, and the head should not be part of its size.
+                // Boxed: the head is held across awaits and handed on to a
+                // stream; a pointer keeps the connection task's state small.
                 return Ok(Box::new(head));
             }
             let was_empty = self.buf.is_empty();
