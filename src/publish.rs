@@ -146,8 +146,8 @@ fn one(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
             errors.insert("action".into(), error::not_in(&ACTIONS));
         }
         let record = match map.get("record") {
-            Some(Value::Object(r)) => match r.get("id") {
-                Some(Value::String(id)) if !id.is_empty() => Some((r, id.as_str())),
+            Some(record @ Value::Object(r)) => match r.get("id") {
+                Some(Value::String(id)) if !id.is_empty() => Some((record, id.as_str())),
                 _ => {
                     errors.insert(
                         "record".into(),
@@ -171,10 +171,14 @@ fn one(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
             }
         }
         match (collection, action, record, errors.is_empty()) {
-            (Some(c), Some(a), Some((record, id)), true) => {
-                let json = serde_json::to_vec(record).map_err(|_| errors.clone())?;
-                Ok(Message::record(c, collection_id, a, id, &json))
-            }
+            // `Value`'s Display is compact JSON, keys in the order given.
+            (Some(c), Some(a), Some((record, id)), true) => Ok(Message::record(
+                c,
+                collection_id,
+                a,
+                id,
+                record.to_string().as_bytes(),
+            )),
             _ => Err(errors),
         }
     } else {
@@ -184,9 +188,8 @@ fn one(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
         }
         match (topic, errors.is_empty()) {
             (Some(t), true) => {
-                let data = serde_json::to_vec(map.get("data").unwrap_or(&Value::Null))
-                    .map_err(|_| errors.clone())?;
-                Ok(Message::custom(t, data))
+                let data = map.get("data").unwrap_or(&Value::Null).to_string();
+                Ok(Message::custom(t, data.into_bytes()))
             }
             _ => Err(errors),
         }

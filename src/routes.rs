@@ -41,7 +41,7 @@ pub enum Answer {
 }
 
 pub fn route(head: &Head) -> Route {
-    let method = head.method();
+    let method = head.method;
     match (head.path.as_str(), method) {
         (_, Method::Options) => Route::Answer(Answer::Preflight),
         ("/api/realtime", Method::Get | Method::Head) => Route::Stream {

@@ -137,13 +137,13 @@ impl Core {
         fd: RawFd,
         mode: BodyMode,
     ) -> Option<(usize, [u8; ID_LEN])> {
+        let now = self.now_ms();
         let entry = self.clients.vacant_entry();
         let key = entry.key();
         if key >= MAX_CLIENTS_PER_CORE {
             return None;
         }
         let id = clients::new_id(self.index, self.config.workers(), key);
-        let now = self.epoch.elapsed().as_millis() as u64;
         entry.insert(Client {
             id,
             ip: ip.to_canonical(),
@@ -174,7 +174,6 @@ impl Core {
         self.deliveries.clear(&mut client.queue);
         self.stats.queued_bytes -= client.queued_bytes as u64;
         self.stats.clients -= 1;
-        self.stats.topics = self.topics.len() as u64;
     }
 
     /// Replaces the subscriptions of the client `id` (slab `key`), as
@@ -202,7 +201,6 @@ impl Core {
             client.subs.push(self.topics.subscribe(s, key as u32));
         }
         self.stats.subscriptions = self.stats.subscriptions - before + client.subs.len() as u64;
-        self.stats.topics = self.topics.len() as u64;
         Ok(())
     }
 

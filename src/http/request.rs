@@ -11,19 +11,20 @@ use crate::http::error::ApiError;
 /// Headers beyond this count make the head "too large" (431), like a huge head.
 const MAX_HEADERS: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Method {
     Get,
     Head,
     Post,
     Options,
+    #[default]
     Other,
 }
 
 /// What the routes need from a request head.
 #[derive(Debug, Clone, Default)]
 pub struct Head {
-    pub method: Option<Method>,
+    pub method: Method,
     /// The path without the query string.
     pub path: String,
     /// HTTP/1.0 (`false`) or 1.1 (`true`).
@@ -38,12 +39,6 @@ pub struct Head {
     /// The connection closes after this request: `Connection: close`, or
     /// HTTP/1.0 without `Connection: keep-alive`.
     pub close: bool,
-}
-
-impl Head {
-    pub fn method(&self) -> Method {
-        self.method.unwrap_or(Method::Other)
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,13 +81,13 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
     let path = target.split(['?', '#']).next().unwrap_or("/").to_owned();
     let http11 = req.version == Some(1);
     let mut head = Head {
-        method: Some(match req.method.unwrap_or("") {
+        method: match req.method.unwrap_or("") {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             "POST" => Method::Post,
             "OPTIONS" => Method::Options,
             _ => Method::Other,
-        }),
+        },
         path,
         http11,
         close: !http11,
@@ -263,7 +258,7 @@ mod tests {
         let raw = b"GET /api/realtime?x=1 HTTP/1.1\r\nHost: a\r\nOrigin: http://e\r\n\r\nrest";
         let (head, n) = parse_head(raw, 8192).unwrap().unwrap();
         assert_eq!(n, raw.len() - 4);
-        assert_eq!(head.method(), Method::Get);
+        assert_eq!(head.method, Method::Get);
         assert_eq!(head.path, "/api/realtime");
         assert!(head.http11 && !head.close);
         assert_eq!(head.origin.as_deref(), Some("http://e"));

@@ -38,37 +38,28 @@ X-Xss-Protection: 1; mode=block\r\n";
 
 pub const ACAO: &str = "Access-Control-Allow-Origin: *\r\n";
 
-/// Head of the SSE stream (HTTP/1.1), see get-realtime-raw-socket.txt.
-pub fn sse_head(origin: bool) -> String {
-    format!(
-        "HTTP/1.1 200 OK\r\n{}Cache-Control: no-store\r\n\
+/// The stream's headers between the status line and `Date` (get-realtime-raw-socket.txt).
+const SSE_HEADERS: &str = "Cache-Control: no-store\r\n\
 Content-Type: text/event-stream\r\n\
 Cross-Origin-Opener-Policy: same-origin\r\n\
 Vary: Origin\r\n\
 X-Accel-Buffering: no\r\n\
 X-Content-Type-Options: nosniff\r\n\
 X-Frame-Options: SAMEORIGIN\r\n\
-X-Xss-Protection: 1; mode=block\r\n\
-Date: <DATE>\r\n\
-Transfer-Encoding: chunked\r\n\r\n",
-        if origin { ACAO } else { "" }
+X-Xss-Protection: 1; mode=block\r\n";
+
+/// Head of the SSE stream (HTTP/1.1), see get-realtime-raw-socket.txt.
+pub fn sse_head(origin: bool) -> String {
+    let acao = if origin { ACAO } else { "" };
+    format!(
+        "HTTP/1.1 200 OK\r\n{acao}{SSE_HEADERS}Date: <DATE>\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
 }
 
 /// Head of the SSE stream for HTTP/1.0 (get-realtime-http10.txt) and of HEAD (head-realtime.txt):
 /// same headers without `Transfer-Encoding`.
 pub fn sse_head_no_te(version: &str) -> String {
-    format!(
-        "{version} 200 OK\r\nCache-Control: no-store\r\n\
-Content-Type: text/event-stream\r\n\
-Cross-Origin-Opener-Policy: same-origin\r\n\
-Vary: Origin\r\n\
-X-Accel-Buffering: no\r\n\
-X-Content-Type-Options: nosniff\r\n\
-X-Frame-Options: SAMEORIGIN\r\n\
-X-Xss-Protection: 1; mode=block\r\n\
-Date: <DATE>\r\n\r\n"
-    )
+    format!("{version} 200 OK\r\n{SSE_HEADERS}Date: <DATE>\r\n\r\n")
 }
 
 /// Head of a `204 No Content` answer to POST /api/realtime (post-success.txt).
