@@ -5,17 +5,19 @@
 //! message to 10,000 subscribers allocates a constant handful of times (the
 //! frame), not once per recipient, and writing it to 1,000 real sockets
 //! (socket pairs: the fd limit forbids 10,000 of them here) allocates nothing
-//! more. The counts are printed and asserted before the timings run.
+//! more. The same holds with a no-op message hook set (the hook runs per
+//! recipient, but only a hook that rewrites a message allocates). The counts
+//! are printed and asserted before the timings run.
 //!
 //! Run: `cargo bench --bench hot_path`
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group};
-use ringcast::Config;
 use ringcast::core::Core;
 use ringcast::core::topics::Topics;
 use ringcast::http::request::parse_head;
 use ringcast::publish::Message;
 use ringcast::realtime::frame::{BodyMode, Frame};
+use ringcast::{Config, Hooks};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
@@ -50,16 +52,16 @@ static GLOBAL: Counting = Counting;
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A core with `n` in-memory clients (no sockets) subscribed to `chat`.
-fn core_with_clients(n: usize) -> (Core, Vec<usize>) {
+fn core_with_clients(n: usize, hooks: Hooks) -> (Core, Vec<usize>) {
     let config = Config {
         max_queue_bytes: usize::MAX / 2,
         ..Config::defaults()
     };
-    let mut core = Core::new(0, Arc::new(config));
+    let mut core = Core::new(0, Arc::new(config), hooks);
     let keys = (0..n)
         .map(|_| {
             let (key, id) = core.register(LOCAL, -1, BodyMode::Chunked).expect("slot");
-            core.subscribe(&id, key, LOCAL, &["chat".to_owned()])
+            core.subscribe(&id, key, LOCAL, vec!["chat".to_owned()], None)
                 .expect("subscribe");
             key
         })
@@ -73,7 +75,7 @@ fn core_with_sockets(n: usize) -> (Core, Vec<UnixStream>, Vec<UnixStream>) {
         max_queue_bytes: usize::MAX / 2,
         ..Config::defaults()
     };
-    let mut core = Core::new(0, Arc::new(config));
+    let mut core = Core::new(0, Arc::new(config), Hooks::new());
     let (mut ours, mut peers) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let (peer, sock) = UnixStream::pair().expect("socketpair");
@@ -81,7 +83,7 @@ fn core_with_sockets(n: usize) -> (Core, Vec<UnixStream>, Vec<UnixStream>) {
         let (key, id) = core
             .register(LOCAL, sock.as_raw_fd(), BodyMode::Chunked)
             .expect("slot");
-        core.subscribe(&id, key, LOCAL, &["chat".to_owned()])
+        core.subscribe(&id, key, LOCAL, vec!["chat".to_owned()], None)
             .expect("subscribe");
         ours.push(sock);
         peers.push(peer);
@@ -113,22 +115,27 @@ fn drain(core: &mut Core, keys: &[usize]) -> usize {
 /// publish has grown the per-core queue storage.
 fn fanout_allocations() {
     const N: usize = 10_000;
-    let (mut core, keys) = core_with_clients(N);
     let message = [Message::custom("chat", br#"{"text":"hello"}"#.to_vec())];
-    core.publish(&message);
-    drain(&mut core, &keys);
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let recipients = core.publish(&message);
-    let during = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    assert_eq!(recipients, N as u64);
-    println!(
-        "fan-out to {N} subscribers: {during} allocations in publish ({:.4} per recipient)",
-        during as f64 / N as f64,
-    );
-    assert!(
-        during <= 4,
-        "publish allocated {during} times for {N} recipients"
-    );
+    for (label, hooks) in [
+        ("no hooks", Hooks::new()),
+        ("a no-op message hook", noop_message_hook()),
+    ] {
+        let (mut core, keys) = core_with_clients(N, hooks);
+        core.publish(&message);
+        drain(&mut core, &keys);
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let recipients = core.publish(&message);
+        let during = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        assert_eq!(recipients, N as u64);
+        println!(
+            "fan-out to {N} subscribers, {label}: {during} allocations in publish ({:.4} per recipient)",
+            during as f64 / N as f64,
+        );
+        assert!(
+            during <= 4,
+            "publish with {label} allocated {during} times for {N} recipients"
+        );
+    }
 
     const S: usize = 1_000;
     let (mut core, _ours, mut peers) = core_with_sockets(S);
@@ -149,6 +156,13 @@ fn fanout_allocations() {
         written <= 4,
         "publish + flush allocated {written} times for {S} recipients"
     );
+}
+
+/// A message hook that looks at every delivery and changes nothing.
+fn noop_message_hook() -> Hooks {
+    Hooks::new().on_message(|e| {
+        black_box(e.name());
+    })
 }
 
 fn parse(c: &mut Criterion) {
@@ -188,12 +202,17 @@ fn matching(c: &mut Criterion) {
 
 fn fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
-    // Queueing alone, to in-memory clients (emptied outside the timing).
-    for n in [1_000usize, 10_000] {
-        let (mut core, keys) = core_with_clients(n);
+    // Queueing alone, to in-memory clients (emptied outside the timing),
+    // without hooks and with a message hook that changes nothing.
+    for (name, n, hooks) in [
+        ("publish", 1_000usize, Hooks::new()),
+        ("publish", 10_000, Hooks::new()),
+        ("publish_noop_message_hook", 10_000, noop_message_hook()),
+    ] {
+        let (mut core, keys) = core_with_clients(n, hooks);
         let message = [Message::custom("chat", br#"{"text":"hello"}"#.to_vec())];
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(BenchmarkId::new("publish", n), |b| {
+        g.bench_function(BenchmarkId::new(name, n), |b| {
             b.iter_custom(|iters| {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {

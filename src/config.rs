@@ -1,6 +1,7 @@
 //! Every server option, with PocketBase's defaults, from flags or `RINGCAST_*`
 //! environment variables.
 
+use crate::auth::AuthArgs;
 use clap::Args;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -61,6 +62,10 @@ pub struct Config {
     /// publishers wait rather than drop.
     #[arg(long, env = "RINGCAST_RING_CAPACITY", default_value_t = 4096)]
     pub ring_capacity: usize,
+
+    /// Subscriber auth, topic rules and trusted proxies.
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 impl Config {

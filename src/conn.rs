@@ -17,7 +17,7 @@ use crate::runtime::{ReadFuture, Socket};
 use crate::stream::{self, Opened};
 use crate::worker::CoreCtx;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
@@ -287,6 +287,15 @@ impl Connection {
         } as u32;
         self.absorb(data);
         Ok(true)
+    }
+
+    /// The client's address: the peer's, or the one a trusted proxy names.
+    pub fn client_ip(&self, head: &Head) -> IpAddr {
+        self.ctx.access.proxies.client_ip(
+            self.peer.ip(),
+            head.forwarded_for.as_deref(),
+            head.real_ip.as_deref(),
+        )
     }
 
     /// Appends a completed read's bytes to the buffer.

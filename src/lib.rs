@@ -8,9 +8,13 @@
 //! carries publishes and routed commands between cores → each `core` fans out
 //! to its own clients → the stream's task writes the queued frames.
 
+pub mod admin;
+pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod conn;
 pub mod core;
+pub mod hooks;
 pub mod http;
 pub mod publish;
 pub mod realtime;
@@ -21,5 +25,9 @@ pub mod server;
 pub mod stream;
 pub mod worker;
 
+pub use broker::{Broker, BrokerError, ClientInfo};
 pub use config::Config;
-pub use server::{ServeError, Server};
+pub use core::clients::EndReason;
+pub use hooks::Hooks;
+pub use publish::{Action, Message};
+pub use server::{RunningServer, ServeError, Server, ServerBuilder};

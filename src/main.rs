@@ -24,7 +24,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let Command::Serve(config) = Cli::parse().command;
-    match Server::new(config).serve() {
+    match Server::builder().config(config).serve() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

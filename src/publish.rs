@@ -6,7 +6,15 @@
 //!   "action": "create"|"update"|"delete", "record": {"id": "…", …}}`, delivered
 //!   as PocketBase does to `posts/<id>`, `posts/*`, `posts` and the same with the
 //!   collection id, with payload `{"record":{…},"action":"…"}`;
-//! - a batch `{"messages": [ … ]}` of either, published in order.
+//! - a message for one user, `{"topic": "inbox", "data": …, "userId": "…",
+//!   "collectionId": "…"}`: every stream authenticated as that user (on any
+//!   core) gets event `inbox`, whatever it subscribed;
+//! - a batch `{"messages": [ … ]}` of these, published in order.
+//!
+//! Any message may name its `audience` — `"public"` (the default),
+//! `"superusers"`, or `{"users": ["id", …]}` — and then reaches only those
+//! subscribers (superusers always): this is how ringcast applies what
+//! PocketBase's list and view rules decide, without evaluating rules itself.
 //!
 //! Data is serialised here, once, compactly; every core and every recipient
 //! shares those bytes.
@@ -21,21 +29,103 @@ pub const MAX_BATCH: usize = 10_000;
 
 const ACTIONS: [&str; 3] = ["create", "update", "delete"];
 
-/// A message ready for fan-out: the topics it is published to and its data.
+/// What happened to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    /// The name PocketBase puts in the payload's `action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// A message ready for fan-out: where it goes, its data, who may see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// A custom message has one topic; a record event up to six.
-    pub topics: SmallVec<[Box<str>; 1]>,
+    pub target: Target,
     pub data: Box<[u8]>,
+    pub audience: Audience,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// To the subscribers of these topics (a custom message has one, a
+    /// record event up to six), each event named by its subscription.
+    Topics(SmallVec<[Box<str>; 1]>),
+    /// To every stream authenticated as this user, as event `event`.
+    User {
+        id: Box<str>,
+        /// When given, the user's collection must match too.
+        collection_id: Option<Box<str>>,
+        event: Box<str>,
+    },
+}
+
+/// Who may receive a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Audience {
+    /// Everyone subscribed.
+    #[default]
+    Public,
+    /// Superusers only.
+    Superusers,
+    /// These users (by record id) and superusers.
+    Users(Box<[Box<str>]>),
+}
+
+impl Audience {
+    /// Whether a subscriber with this auth may receive the message.
+    pub fn admits(&self, auth: Option<&crate::auth::Auth>) -> bool {
+        match (self, auth) {
+            (Audience::Public, _) => true,
+            (_, Some(a)) if a.superuser => true,
+            (Audience::Users(ids), Some(a)) => ids.iter().any(|id| **id == *a.id),
+            _ => false,
+        }
+    }
 }
 
 impl Message {
     /// A custom message: `data` is written verbatim as the event data.
     pub fn custom(topic: &str, data: impl Into<Box<[u8]>>) -> Message {
         Message {
-            topics: SmallVec::from_iter([topic.into()]),
+            target: Target::Topics(SmallVec::from_iter([topic.into()])),
             data: data.into(),
+            audience: Audience::Public,
         }
+    }
+
+    /// Event `event` for every stream of user `id`.
+    pub fn to_user(
+        id: &str,
+        collection_id: Option<&str>,
+        event: &str,
+        data: impl Into<Box<[u8]>>,
+    ) -> Message {
+        Message {
+            target: Target::User {
+                id: id.into(),
+                collection_id: collection_id.map(Into::into),
+                event: event.into(),
+            },
+            data: data.into(),
+            audience: Audience::Public,
+        }
+    }
+
+    /// The same message, for `audience` only.
+    pub fn for_audience(self, audience: Audience) -> Message {
+        Message { audience, ..self }
     }
 
     /// A record event in collection `collection` (and its id, if known).
@@ -61,8 +151,9 @@ impl Message {
         data.extend_from_slice(action.as_bytes());
         data.extend_from_slice(b"\"}");
         Message {
-            topics,
+            target: Target::Topics(topics),
             data: data.into(),
+            audience: Audience::Public,
         }
     }
 }
@@ -131,6 +222,50 @@ fn json_type_error(expected: &str) -> Value {
 /// One message object; the error is a map of field → problem.
 fn one(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
     let mut errors = Map::new();
+    let audience = audience(map, &mut errors);
+    match (target(map), audience) {
+        (Ok(m), Some(a)) => Ok(m.for_audience(a)),
+        (Ok(_), None) => Err(errors),
+        (Err(mut more), _) => {
+            more.extend(errors);
+            Err(more)
+        }
+    }
+}
+
+/// The `audience` field: `"public"` (also when absent), `"superusers"`, or
+/// `{"users": ["id", …]}`.
+fn audience(map: &Map<String, Value>, errors: &mut Map<String, Value>) -> Option<Audience> {
+    let invalid = || {
+        serde_json::json!({
+            "code": "validation_invalid_audience",
+            "message": "Must be \"public\", \"superusers\" or {\"users\": [\"id\", …]}."
+        })
+    };
+    let audience = match map.get("audience") {
+        None | Some(Value::Null) => Some(Audience::Public),
+        Some(Value::String(s)) if s == "public" => Some(Audience::Public),
+        Some(Value::String(s)) if s == "superusers" => Some(Audience::Superusers),
+        Some(Value::Object(o)) if o.len() == 1 => match o.get("users") {
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .map(|id| id.as_str().filter(|s| !s.is_empty()).map(Box::from))
+                .collect::<Option<Box<[_]>>>()
+                .map(Audience::Users),
+            _ => None,
+        },
+        Some(_) => None,
+    };
+    if audience.is_none() {
+        errors.insert("audience".into(), invalid());
+    }
+    audience
+}
+
+/// The message without its audience: a record event, a message for one
+/// user, or a custom message.
+fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
+    let mut errors = Map::new();
     if map.contains_key("collection") || map.contains_key("record") {
         let collection = required_str(map, "collection", &mut errors);
         let collection_id = match map.get("collectionId") {
@@ -186,10 +321,25 @@ fn one(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
         if topic.is_some_and(|t| t.len() > MAX_TOPIC_BYTES) {
             errors.insert("topic".into(), error::too_long(MAX_TOPIC_BYTES));
         }
+        let user = match map.get("userId") {
+            None | Some(Value::Null) => None,
+            Some(_) => required_str(map, "userId", &mut errors).map(|id| {
+                let collection = match map.get("collectionId") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => required_str(map, "collectionId", &mut errors),
+                };
+                (id, collection)
+            }),
+        };
         match (topic, errors.is_empty()) {
             (Some(t), true) => {
                 let data = map.get("data").unwrap_or(&Value::Null).to_string();
-                Ok(Message::custom(t, data.into_bytes()))
+                Ok(match user {
+                    Some((id, collection)) => {
+                        Message::to_user(id, collection, t, data.into_bytes())
+                    }
+                    None => Message::custom(t, data.into_bytes()),
+                })
             }
             _ => Err(errors),
         }
@@ -219,7 +369,56 @@ mod tests {
     use super::*;
 
     fn topics(m: &Message) -> Vec<&str> {
-        m.topics.iter().map(|t| &**t).collect()
+        match &m.target {
+            Target::Topics(t) => t.iter().map(|t| &**t).collect(),
+            Target::User { .. } => panic!("not a topic message: {m:?}"),
+        }
+    }
+
+    #[test]
+    fn audiences_and_user_messages() {
+        let m = parse(br#"{"collection":"notes","action":"create","record":{"id":"n1"},"audience":{"users":["u1","u2"]}}"#).unwrap();
+        assert_eq!(
+            m[0].audience,
+            Audience::Users(["u1".into(), "u2".into()].into())
+        );
+        let m = parse(br#"{"topic":"t","audience":"superusers"}"#).unwrap();
+        assert_eq!(m[0].audience, Audience::Superusers);
+        let m = parse(br#"{"topic":"inbox","data":{"a":1},"userId":"u1"}"#).unwrap();
+        assert_eq!(
+            m[0],
+            Message::to_user("u1", None, "inbox", br#"{"a":1}"#.to_vec())
+        );
+        for bad in [
+            r#"{"topic":"t","audience":"everyone"}"#,
+            r#"{"topic":"t","audience":{"users":"u1"}}"#,
+            r#"{"topic":"t","audience":{"users":[1]}}"#,
+        ] {
+            let body = String::from_utf8(parse(bad.as_bytes()).unwrap_err().body()).unwrap();
+            assert!(
+                body.contains(r#""audience":{"code":"validation_invalid_audience""#),
+                "{body}"
+            );
+        }
+        let e = parse(br#"{"topic":"t","userId":""}"#).unwrap_err();
+        assert!(
+            String::from_utf8(e.body())
+                .unwrap()
+                .contains(r#""userId":{"code":"validation_required""#)
+        );
+        let auth = |superuser| crate::auth::Auth {
+            id: "u1".into(),
+            collection_id: "c".into(),
+            collection_name: "users".into(),
+            superuser,
+        };
+        let users = Audience::Users(["u1".into()].into());
+        assert!(users.admits(Some(&auth(false))));
+        assert!(!Audience::Users([].into()).admits(Some(&auth(false))));
+        assert!(Audience::Users([].into()).admits(Some(&auth(true))));
+        assert!(!users.admits(None));
+        assert!(!Audience::Superusers.admits(Some(&auth(false))));
+        assert!(Audience::Public.admits(None));
     }
 
     #[test]

@@ -3,35 +3,29 @@
 //! Each core owns one bounded inbox (a tokio MPSC channel: a lock-free ring of
 //! slots whose wakeups reach the owner's event loop). Any core — or any thread
 //! — holding a [`Ring`] can post a command to any core. Publishes go to every
-//! core; a subscription change goes to the client's owner core, found from the
+//! core as shared batches; everything else (a subscription change, a send to
+//! one client, a snapshot) is a closure run on the owner core, found from the
 //! client id. Bounded means back-pressure: when an inbox is full the sender
 //! waits, so nothing is dropped.
 
-use crate::core::CoreStats;
+use crate::core::Core;
 use crate::http::error::ApiError;
 use crate::publish::Message;
-use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// Work to run on a core, with its state at hand.
+pub type Job = Box<dyn FnOnce(&mut Core) + Send>;
+
 /// What one core asks of another.
-#[derive(Debug)]
 pub enum Command {
     /// Fan this batch out; reply with the number of deliveries queued.
     Publish {
         batch: Arc<[Message]>,
         reply: oneshot::Sender<u64>,
     },
-    /// Replace the subscriptions of a client this core owns.
-    Subscribe {
-        client_id: String,
-        key: usize,
-        ip: IpAddr,
-        subscriptions: Vec<String>,
-        reply: oneshot::Sender<Result<(), ApiError>>,
-    },
-    /// Report this core's counters.
-    Stats { reply: oneshot::Sender<CoreStats> },
+    /// Run this on the core (it replies through its own channel).
+    Run(Job),
     /// Stop accepting, end every stream politely, then exit.
     Shutdown,
 }
@@ -46,7 +40,7 @@ pub struct Ring {
 }
 
 /// A core's loop has exited: the server is shutting down.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the server is shutting down")]
 pub struct ShuttingDown;
 
@@ -96,43 +90,51 @@ impl Ring {
         Ok(total)
     }
 
-    /// Asks `core` to replace a client's subscriptions.
-    pub async fn subscribe(
+    /// Runs `f` on core `core` and returns its result.
+    pub async fn call<T: Send + 'static>(
         &self,
         core: usize,
-        client_id: String,
-        key: usize,
-        ip: IpAddr,
-        subscriptions: Vec<String>,
-    ) -> Result<(), ApiError> {
+        f: impl FnOnce(&mut Core) -> T + Send + 'static,
+    ) -> Result<T, ShuttingDown> {
         let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |core| {
+            // The caller may have gone; then nobody needs the answer.
+            let _ = reply.send(f(core));
+        });
         self.cores[core]
-            .send(Command::Subscribe {
-                client_id,
-                key,
-                ip,
-                subscriptions,
-                reply,
-            })
+            .send(Command::Run(job))
             .await
             .map_err(|_| ShuttingDown)?;
-        rx.await.map_err(|_| ShuttingDown)?
+        rx.await.map_err(|_| ShuttingDown)
     }
 
-    /// Every core's counters, in core order.
-    pub async fn stats(&self) -> Result<Vec<CoreStats>, ShuttingDown> {
-        let mut out = Vec::with_capacity(self.cores.len());
+    /// Runs `f` on every core (all at once), results in core order.
+    pub async fn call_all<T: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Core) -> T + Send + Sync + 'static,
+    ) -> Result<Vec<T>, ShuttingDown> {
+        let f = Arc::new(f);
+        let mut replies = Vec::with_capacity(self.cores.len());
         for core in self.cores.iter() {
             let (reply, rx) = oneshot::channel();
-            core.send(Command::Stats { reply })
+            let f = f.clone();
+            let job: Job = Box::new(move |core| {
+                let _ = reply.send(f(core));
+            });
+            core.send(Command::Run(job))
                 .await
                 .map_err(|_| ShuttingDown)?;
+            replies.push(rx);
+        }
+        let mut out = Vec::with_capacity(replies.len());
+        for rx in replies {
             out.push(rx.await.map_err(|_| ShuttingDown)?);
         }
         Ok(out)
     }
 
-    /// Tells every core to shut down; callable from a plain thread.
+    /// Tells every core to shut down; callable from a plain thread (not from
+    /// inside an async runtime).
     pub fn shutdown_blocking(&self) {
         for core in self.cores.iter() {
             // A core that already exited has nothing left to stop.

@@ -1,6 +1,8 @@
 //! Which handler answers a request, and the handlers that answer at once
 //! (everything but the event stream, which lives in `stream`).
 
+use crate::admin::{self, AdminRoute};
+use crate::broker::Broker;
 use crate::conn::Connection;
 use crate::core::clients;
 use crate::http::error::ApiError;
@@ -31,6 +33,8 @@ pub enum Answer {
         head_only: bool,
     },
     Stats,
+    /// The client listing and messaging API (`crate::admin`).
+    Admin(AdminRoute),
     /// `OPTIONS` anywhere (CORS preflight).
     Preflight,
     /// PocketBase answers unknown GETs from its static file handler, other
@@ -42,6 +46,9 @@ pub enum Answer {
 
 pub fn route(head: &Head) -> Route {
     let method = head.method;
+    if let Some(admin) = admin::route(head) {
+        return Route::Answer(Answer::Admin(admin));
+    }
     match (head.path.as_str(), method) {
         (_, Method::Options) => Route::Answer(Answer::Preflight),
         ("/api/realtime", Method::Get | Method::Head) => Route::Stream {
@@ -81,6 +88,12 @@ pub async fn handle(
         Answer::Stats => stats(conn, head)
             .await
             .map(|body| responder.json(out, 200, &body)),
+        Answer::Admin(route) => admin(conn, route, head, body)
+            .await
+            .map(|reply| match reply {
+                admin::Reply::Json(body) => responder.json(out, 200, &body),
+                admin::Reply::NoContent => responder.no_content(out),
+            }),
         Answer::Health { head_only } => {
             let body = br#"{"message":"API is healthy.","code":200,"data":{}}"#;
             responder.json(out, 200, body);
@@ -103,20 +116,40 @@ async fn subscribe(conn: &Connection, head: &Head, body: &[u8]) -> Result<(), Ap
     let unknown = || ApiError::new(404, "Missing or invalid client id.");
     let (owner, key) =
         clients::locate(form.client_id.as_bytes(), conn.ctx.ring.workers()).ok_or_else(unknown)?;
-    let ip = conn.peer.ip();
+    let ip = conn.client_ip(head);
+    let auth = conn
+        .ctx
+        .access
+        .verifier
+        .verify(head.authorization.as_deref())
+        .await;
     if owner == conn.ctx.index {
         conn.ctx.core.borrow_mut().subscribe(
             form.client_id.as_bytes(),
             key,
             ip,
-            &form.subscriptions,
+            form.subscriptions,
+            auth,
         )
     } else {
+        let (id, subs) = (form.client_id, form.subscriptions);
         conn.ctx
             .ring
-            .subscribe(owner, form.client_id, key, ip, form.subscriptions)
-            .await
+            .call(owner, move |core| {
+                core.subscribe(id.as_bytes(), key, ip, subs, auth)
+            })
+            .await?
     }
+}
+
+async fn admin(
+    conn: &Connection,
+    route: AdminRoute,
+    head: &Head,
+    body: &[u8],
+) -> Result<admin::Reply, ApiError> {
+    authorize(conn, head)?;
+    admin::handle(&Broker::new(conn.ctx.ring.clone()), route, head, body).await
 }
 
 async fn publish(conn: &Connection, head: &Head, body: &[u8]) -> Result<u64, ApiError> {
@@ -127,7 +160,7 @@ async fn publish(conn: &Connection, head: &Head, body: &[u8]) -> Result<u64, Api
 
 async fn stats(conn: &Connection, head: &Head) -> Result<Vec<u8>, ApiError> {
     authorize(conn, head)?;
-    let cores = conn.ctx.ring.stats().await?;
+    let cores = conn.ctx.ring.call_all(|core| core.stats()).await?;
     let sum = |f: fn(&crate::core::CoreStats) -> u64| cores.iter().map(f).sum::<u64>();
     let total = json!({
         "connections": sum(|c| c.connections),
@@ -139,12 +172,13 @@ async fn stats(conn: &Connection, head: &Head) -> Result<Vec<u8>, ApiError> {
         "dropped_clients": sum(|c| c.dropped_clients),
         "dropped_frames": sum(|c| c.dropped_frames),
         "queued_bytes": sum(|c| c.queued_bytes),
+        "hook_skipped": sum(|c| c.hook_skipped),
     });
     serde_json::to_vec(&json!({"total": total, "cores": cores}))
         .map_err(|e| ApiError::new(500, format!("Could not serialise the stats: {e}.")))
 }
 
-/// Who may publish and read stats: holders of the admin token when one is
+/// Who may publish, use the admin API and read stats: holders of the admin token when one is
 /// configured, otherwise loopback peers only.
 fn authorize(conn: &Connection, head: &Head) -> Result<(), ApiError> {
     match &conn.ctx.config.admin_token {
@@ -162,7 +196,8 @@ fn authorize(conn: &Connection, head: &Head) -> Result<(), ApiError> {
                 Some(_) => Err(ApiError::new(403, "The admin token is not valid.")),
             }
         }
-        None if conn.peer.ip().to_canonical().is_loopback() => Ok(()),
+        // Behind a trusted proxy, the client's address is the one that counts.
+        None if conn.client_ip(head).to_canonical().is_loopback() => Ok(()),
         None => Err(ApiError::new(
             403,
             "Only loopback clients may publish when no admin token is set; start ringcast with --admin-token to publish from elsewhere.",

@@ -1,12 +1,16 @@
 //! Starting and stopping the whole server: one thread per core, each with its
 //! own listener on the same port, and signal handling for a graceful stop.
 
+use crate::auth::{Access, AccessError};
+use crate::broker::Broker;
 use crate::config::Config;
+use crate::hooks::Hooks;
 use crate::ring::Ring;
 use crate::{runtime, worker};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -16,32 +20,57 @@ pub enum ServeError {
     Signals(io::Error),
     #[error("cannot start worker thread {core}: {source}")]
     Thread { core: usize, source: io::Error },
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
+/// A configured server, not yet running.
+///
+/// ```no_run
+/// use ringcast::{Server, hooks::Hooks};
+/// let server = Server::builder()
+///     .http("127.0.0.1:8090".parse().unwrap())
+///     .workers(2)
+///     .hooks(Hooks::new().on_connect(|e| {
+///         tracing::info!(client = e.client_id(), "connected");
+///         Ok(())
+///     }))
+///     .start()?;
+/// let broker = server.broker();
+/// # let _ = broker;
+/// server.wait();
+/// # Ok::<(), ringcast::ServeError>(())
+/// ```
 pub struct Server {
-    config: Arc<Config>,
+    config: Config,
+    hooks: Hooks,
 }
 
 impl Server {
     pub fn new(config: Config) -> Server {
         Server {
-            config: Arc::new(config),
+            config,
+            hooks: Hooks::new(),
         }
     }
 
-    /// Serves until SIGINT or SIGTERM, then shuts down gracefully: every
-    /// stream gets its zero-length chunk and the process returns within a few
-    /// seconds. A second signal exits at once.
-    pub fn serve(self) -> Result<(), ServeError> {
-        raise_fd_limit();
-        let workers = self.config.workers();
-        let listeners = bind_all(self.config.http, workers)?;
-        let addr = listeners[0].local_addr().unwrap_or(self.config.http);
-        let (ring, inboxes) = Ring::new(workers, self.config.ring_capacity);
+    /// A builder starting from the defaults of `ringcast serve` (flags'
+    /// defaults and `RINGCAST_*` environment variables).
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            server: Server::new(Config::defaults()),
+        }
+    }
 
+    /// What `ringcast serve` does: starts, then serves until SIGINT or
+    /// SIGTERM and shuts down gracefully: every stream gets its zero-length
+    /// chunk and the process returns within a few seconds. A second signal
+    /// exits at once.
+    pub fn serve(self) -> Result<(), ServeError> {
         let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
             .map_err(ServeError::Signals)?;
-        let stopper = ring.clone();
+        let running = self.start()?;
+        let stopper = running.ring.clone();
         std::thread::spawn(move || {
             let mut received = signals.forever();
             if received.next().is_some() {
@@ -52,24 +81,162 @@ impl Server {
                 std::process::exit(130);
             }
         });
+        running.wait();
+        Ok(())
+    }
 
+    /// Binds every core's listener and starts the cores; returns at once.
+    /// The embedding application keeps the process alive and decides when to
+    /// stop ([`RunningServer::shutdown`]); no signal handler is installed.
+    pub fn start(self) -> Result<RunningServer, ServeError> {
+        raise_fd_limit();
+        let access = Arc::new(Access::new(&self.config.auth)?);
+        let config = Arc::new(self.config);
+        let workers = config.workers();
+        let listeners = bind_all(config.http, workers)?;
+        let addr = listeners[0].local_addr().unwrap_or(config.http);
+        let (ring, inboxes) = Ring::new(workers, config.ring_capacity);
         let mut threads = Vec::with_capacity(workers);
         for (core, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
-            let (config, ring) = (self.config.clone(), ring.clone());
+            let shared = worker::Shared {
+                config: config.clone(),
+                hooks: self.hooks.clone(),
+                access: access.clone(),
+                ring: ring.clone(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("ringcast-core-{core}"))
-                .spawn(move || worker::run(core, config, listener, ring, inbox))
+                .spawn(move || worker::run(core, shared, listener, inbox))
                 .map_err(|source| ServeError::Thread { core, source })?;
             threads.push(thread);
         }
-        drop(ring);
+        tracing::info!(auth = access.verifier.mode(), "subscriber tokens");
         tracing::info!(%addr, workers, "ringcast listening: GET/POST http://{addr}/api/realtime, POST http://{addr}/api/publish");
-        for thread in threads {
+        Ok(RunningServer {
+            addr,
+            ring,
+            threads,
+        })
+    }
+}
+
+/// Sets up a [`Server`]; every setting defaults as in `ringcast serve`.
+pub struct ServerBuilder {
+    server: Server,
+}
+
+impl ServerBuilder {
+    /// Replaces every setting at once.
+    pub fn config(mut self, config: Config) -> Self {
+        self.server.config = config;
+        self
+    }
+
+    /// The address to listen on (port 0: any free port, see
+    /// [`RunningServer::local_addr`]).
+    pub fn http(mut self, addr: SocketAddr) -> Self {
+        self.server.config.http = addr;
+        self
+    }
+
+    /// Worker cores (default: one per available core).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.server.config.workers = Some(n);
+        self
+    }
+
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.server.config.idle_timeout = d;
+        self
+    }
+
+    pub fn max_lifetime(mut self, d: Duration) -> Self {
+        self.server.config.max_lifetime = d;
+        self
+    }
+
+    /// Allowed CORS origins; `*` allows any.
+    pub fn origins<S: Into<String>>(mut self, origins: impl IntoIterator<Item = S>) -> Self {
+        self.server.config.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The token for the publish and admin APIs.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.server.config.admin_token = Some(token.into());
+        self
+    }
+
+    /// Bytes that may wait in one client's queue.
+    pub fn max_queue_bytes(mut self, n: usize) -> Self {
+        self.server.config.max_queue_bytes = n;
+        self
+    }
+
+    /// Largest request body accepted.
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.server.config.max_body_bytes = n;
+        self
+    }
+
+    /// The realtime hooks.
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.server.hooks = hooks;
+        self
+    }
+
+    pub fn build(self) -> Server {
+        self.server
+    }
+
+    /// See [`Server::start`].
+    pub fn start(self) -> Result<RunningServer, ServeError> {
+        self.server.start()
+    }
+
+    /// See [`Server::serve`].
+    pub fn serve(self) -> Result<(), ServeError> {
+        self.server.serve()
+    }
+}
+
+/// A started server: its address, its [`Broker`], and its core threads.
+/// Dropping it leaves the server running.
+pub struct RunningServer {
+    addr: SocketAddr,
+    ring: Ring,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to list, message and disconnect clients.
+    pub fn broker(&self) -> Broker {
+        Broker::new(self.ring.clone())
+    }
+
+    /// Shuts down gracefully (every stream gets its zero-length chunk) and
+    /// waits for the cores to exit, a few seconds at most. It blocks: from
+    /// async code call it through `spawn_blocking`.
+    pub fn shutdown(self) {
+        let ring = self.ring.clone();
+        // `blocking_send` refuses to run on a thread that drives a runtime.
+        let _ = std::thread::spawn(move || ring.shutdown_blocking()).join();
+        self.wait();
+    }
+
+    /// Waits until the server stops (after [`RunningServer::shutdown`], or a
+    /// signal under [`Server::serve`]).
+    pub fn wait(self) {
+        for thread in self.threads {
             if thread.join().is_err() {
                 tracing::error!("a worker thread panicked");
             }
         }
-        Ok(())
     }
 }
 

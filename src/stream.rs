@@ -17,12 +17,14 @@
 use crate::conn::Connection;
 use crate::core::ClientEvent;
 use crate::core::clients::EndReason;
+use crate::hooks::{Outcome, Request};
 use crate::http::error::ApiError;
 use crate::http::request::Head;
 use crate::http::response::Responder;
 use crate::realtime::frame::{self, BodyMode};
 use crate::runtime::{self, WritevFuture};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -51,7 +53,10 @@ pub async fn open(conn: &mut Connection, head: Box<Head>, head_only: bool) -> Op
             if conn.socket.write_all(out).await.is_ok() {
                 Opened::Stream { key, mode }
             } else {
-                conn.ctx.core.borrow_mut().unregister(key);
+                conn.ctx
+                    .core
+                    .borrow_mut()
+                    .unregister(key, EndReason::ClientClosed);
                 Opened::Failed
             }
         }
@@ -65,28 +70,48 @@ pub async fn open(conn: &mut Connection, head: Box<Head>, head_only: bool) -> Op
     }
 }
 
-/// Registers the client and renders the head and `PB_CONNECT`; or renders the
-/// refusal when this core is full. Takes the request head so that it is freed
-/// here: a stream may live for half an hour without it.
+/// Registers the client, runs the connect hook and renders the head and
+/// `PB_CONNECT` (through the message hook); or renders the refusal when this
+/// core is full or the hook said no. Takes the request head so that it is
+/// freed here: a stream may live for half an hour without it.
 fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, Vec<u8>), Vec<u8>> {
     let ctx = &conn.ctx;
     let responder = Responder::new(&head, &ctx.cors);
     let mut out = Vec::with_capacity(512);
-    let registered = ctx
-        .core
-        .borrow_mut()
-        .register(conn.peer.ip(), conn.socket.fd(), mode);
-    let Some((key, id)) = registered else {
+    let mut core = ctx.core.borrow_mut();
+    let ip = conn.client_ip(&head);
+    let Some((key, id)) = core.register(ip, conn.socket.fd(), mode) else {
         responder.error(
             &mut out,
             &ApiError::new(503, "This server holds as many realtime clients as it can."),
         );
         return Err(out);
     };
+    let request = Request {
+        remote_addr: SocketAddr::new(ip, conn.peer.port()),
+        path: &head.path,
+        query: &head.query,
+        headers: &head.headers,
+    };
+    if let Err(err) = core.connect(key, &request) {
+        core.discard(key);
+        responder.stream_error(&mut out, &err);
+        return Err(out);
+    }
     responder.event_stream(&mut out, mode == BodyMode::Discard);
     if mode != BodyMode::Discard {
         let data = [br#"{"clientId":""#.as_slice(), &id, br#""}"#].concat();
-        frame::write_event(&mut out, mode, &id, b"PB_CONNECT", &data);
+        match core.hook_message(key, "PB_CONNECT", &data) {
+            Outcome::Deliver => frame::write_event(&mut out, mode, &id, b"PB_CONNECT", &data),
+            Outcome::Skip => {}
+            Outcome::Replace { name, data: new } => frame::write_event(
+                &mut out,
+                mode,
+                &id,
+                name.as_deref().unwrap_or("PB_CONNECT").as_bytes(),
+                new.as_deref().unwrap_or(&data),
+            ),
+        }
     }
     Ok((key, out))
 }
@@ -184,7 +209,10 @@ impl StreamTask {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        conn.ctx.core.borrow_mut().unregister(self.key as usize);
+        conn.ctx
+            .core
+            .borrow_mut()
+            .unregister(self.key as usize, reason);
         tracing::debug!(key = self.key, ?reason, "stream ended");
         if reason.is_graceful() && self.mode != BodyMode::Raw {
             let last_chunk = self.mode == BodyMode::Chunked;

@@ -1,8 +1,10 @@
 //! One worker core: its event loop, accept loops, inbox and timers.
 
+use crate::auth::Access;
 use crate::config::Config;
 use crate::conn::Connection;
 use crate::core::Core;
+use crate::hooks::Hooks;
 use crate::http::response::Cors;
 use crate::ring::{Command, Inbox, Ring};
 use crate::runtime::{self, Listener};
@@ -33,23 +35,35 @@ pub struct CoreCtx {
     pub ring: Ring,
     pub cors: Cors,
     pub config: Arc<Config>,
+    pub access: Arc<Access>,
+}
+
+/// What all cores share: read-only settings and the ring.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub hooks: Hooks,
+    pub access: Arc<Access>,
+    pub ring: Ring,
 }
 
 /// Runs core `index` on the calling thread until shutdown.
-pub fn run(
-    index: usize,
-    config: Arc<Config>,
-    listener: std::net::TcpListener,
-    ring: Ring,
-    inbox: Inbox,
-) {
+pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox: Inbox) {
+    let Shared {
+        config,
+        hooks,
+        access,
+        ring,
+    } = shared;
     runtime::run(async move {
+        let mut core = Core::new(index, config.clone(), hooks);
+        core.set_rules(access.rules.clone());
         let ctx = Rc::new(CoreCtx {
             index,
-            core: RefCell::new(Core::new(index, config.clone())),
+            core: RefCell::new(core),
             ring,
             cors: Cors::new(config.origins.clone()),
             config,
+            access,
         });
         let listener = Rc::new(Listener::from_std(listener));
         for _ in 0..ACCEPT_LOOPS {
@@ -126,24 +140,7 @@ async fn serve_inbox(ctx: &CoreCtx, mut inbox: Inbox) {
                     // The publisher may have gone; the messages are queued anyway.
                     let _ = reply.send(n);
                 }
-                Command::Subscribe {
-                    client_id,
-                    key,
-                    ip,
-                    subscriptions,
-                    reply,
-                } => {
-                    let result = ctx.core.borrow_mut().subscribe(
-                        client_id.as_bytes(),
-                        key,
-                        ip,
-                        &subscriptions,
-                    );
-                    let _ = reply.send(result);
-                }
-                Command::Stats { reply } => {
-                    let _ = reply.send(ctx.core.borrow().stats());
-                }
+                Command::Run(job) => job(&mut ctx.core.borrow_mut()),
                 Command::Shutdown => return,
             }
         }
@@ -155,7 +152,7 @@ async fn shut_down(ctx: &CoreCtx, listener: &Listener) {
     listener.stop();
     ctx.core.borrow_mut().begin_shutdown();
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    while ctx.core.borrow().stats().clients > 0 && tokio::time::Instant::now() < deadline {
+    while ctx.core.borrow().client_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     ctx.core.borrow_mut().close_all_connections();

@@ -9,8 +9,10 @@
 //! The key is scrambled by a per-process random bijection so that ids do not
 //! all start alike (`AAAA` for slot 0) and symbol frequencies stay flat.
 
+use crate::auth::Auth;
 use crate::core::queue::Queue;
 use crate::core::topics::TopicId;
+use crate::hooks::{ClientRef, Store};
 use crate::realtime::frame::{BodyMode, ID_LEN};
 use smallvec::SmallVec;
 use std::net::IpAddr;
@@ -37,6 +39,8 @@ pub enum EndReason {
     Shutdown,
     /// The client's queue went over its byte cap: it does not read fast enough.
     SlowConsumer,
+    /// Server code asked for it (`Broker::unregister`, `DELETE /api/clients/{id}`).
+    Unregistered,
 }
 
 impl EndReason {
@@ -44,7 +48,10 @@ impl EndReason {
     pub fn is_graceful(self) -> bool {
         matches!(
             self,
-            EndReason::IdleTimeout | EndReason::Lifetime | EndReason::Shutdown
+            EndReason::IdleTimeout
+                | EndReason::Lifetime
+                | EndReason::Shutdown
+                | EndReason::Unregistered
         )
     }
 }
@@ -77,6 +84,44 @@ pub struct Client {
     /// When a message was last written; the idle timer counts from here.
     pub last_write_ms: u64,
     pub end: Option<EndReason>,
+    /// What few clients have (auth, a store, own timeouts), kept out of line
+    /// so that a plain client stays small.
+    pub extra: Option<Box<Extra>>,
+}
+
+/// The less common parts of a client.
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub auth: Option<Auth>,
+    pub store: Store,
+    /// Set by the connect hook, instead of the server's.
+    pub idle_timeout_ms: Option<u64>,
+    pub max_lifetime_ms: Option<u64>,
+}
+
+impl Client {
+    /// The id as text (it is always ASCII alphanumerics).
+    pub fn id_str(&self) -> &str {
+        std::str::from_utf8(&self.id).unwrap_or_default()
+    }
+
+    pub fn auth(&self) -> Option<&Auth> {
+        self.extra.as_ref()?.auth.as_ref()
+    }
+
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// What hooks may see of this client.
+    pub fn view(&self) -> ClientRef<'_> {
+        ClientRef {
+            id: self.id_str(),
+            ip: self.ip,
+            auth: self.auth(),
+            store: self.extra.as_ref().map(|e| &e.store),
+        }
+    }
 }
 
 /// Makes the id for slab `key` on `core` of `workers`.

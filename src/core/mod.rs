@@ -8,26 +8,35 @@
 
 pub mod clients;
 pub mod queue;
+mod targeted;
 pub mod topics;
 mod writer;
 
+use crate::auth::{Auth, Rules};
 use crate::config::Config;
+use crate::hooks::{
+    ConnectEvent, DisconnectEvent, Hooks, MessageEvent, Outcome, Request, Store, SubscribeEvent,
+};
 use crate::http::error::ApiError;
-use crate::publish::Message;
+use crate::publish::{Message, Target};
 use crate::realtime::frame::{BodyMode, Frame, ID_LEN};
 use bytes::Bytes;
 use clients::{Client, EndReason, MAX_CLIENTS_PER_CORE};
 use queue::Deliveries;
 use serde::Serialize;
 use slab::Slab;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use topics::Topics;
+
+/// This core's authenticated clients (slab keys) by user id.
+type UserIndex = ahash::HashMap<Box<str>, SmallVec<[u32; 2]>>;
 
 /// Most frames one write carries (3 iovecs each; Linux allows 1024 iovecs).
 pub const MAX_FRAMES_PER_WRITE: usize = 341;
@@ -59,6 +68,8 @@ pub struct CoreStats {
     pub dropped_frames: u64,
     /// Bytes queued and not yet written.
     pub queued_bytes: u64,
+    /// Deliveries the message hook skipped.
+    pub hook_skipped: u64,
 }
 
 /// What a parked stream is woken for.
@@ -71,11 +82,18 @@ pub enum ClientEvent {
 pub struct Core {
     pub index: usize,
     pub config: Arc<Config>,
+    pub hooks: Hooks,
+    /// Who may subscribe to what (`--rules`).
+    rules: Arc<Rules>,
     clients: Slab<Client>,
     topics: Topics,
+    /// Authenticated clients by user id, for messages to one user.
+    users: UserIndex,
     deliveries: Deliveries,
     stats: CoreStats,
     epoch: Instant,
+    /// The wall-clock time of `epoch`, to report when clients connected.
+    started_at: SystemTime,
     /// Reusable buffer lists for io_uring writes, so they are not allocated per write.
     pieces_pool: Vec<Vec<Bytes>>,
     /// Clients with frames to write, in the order they got them.
@@ -90,18 +108,22 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(index: usize, config: Arc<Config>) -> Core {
+    pub fn new(index: usize, config: Arc<Config>, hooks: Hooks) -> Core {
         Core {
             index,
             config,
+            hooks,
+            rules: Arc::default(),
             clients: Slab::new(),
             topics: Topics::default(),
+            users: UserIndex::default(),
             deliveries: Deliveries::default(),
             stats: CoreStats {
                 core: index,
                 ..CoreStats::default()
             },
             epoch: Instant::now(),
+            started_at: SystemTime::now(),
             pieces_pool: Vec::new(),
             dirty: VecDeque::new(),
             flusher: None,
@@ -109,6 +131,10 @@ impl Core {
             connections: Slab::new(),
             shutting_down: false,
         }
+    }
+
+    pub fn set_rules(&mut self, rules: Arc<Rules>) {
+        self.rules = rules;
     }
 
     /// Milliseconds since this core started: a compact clock for deadlines.
@@ -159,31 +185,115 @@ impl Core {
             connected_ms: now,
             last_write_ms: now,
             end: None,
+            extra: None,
         });
         self.stats.clients += 1;
         Some((key, id))
     }
 
-    /// Removes a stream and everything it held.
-    pub fn unregister(&mut self, key: usize) {
+    /// Runs the connect hook for the client just registered at `key`, and
+    /// keeps what it set (timeouts, store values).
+    pub fn connect(&mut self, key: usize, request: &Request<'_>) -> Result<(), ApiError> {
+        if !self.hooks.has_connect() {
+            return Ok(());
+        }
+        let client = &mut self.clients[key];
+        let mut event = ConnectEvent {
+            client_id: client.id_str(),
+            request: *request,
+            idle_timeout: None,
+            max_lifetime: None,
+            store: Store::default(),
+        };
+        self.hooks.connect(&mut event)?;
+        let ConnectEvent {
+            idle_timeout,
+            max_lifetime,
+            store,
+            ..
+        } = event;
+        if idle_timeout.is_some() || max_lifetime.is_some() || !store.is_empty() {
+            let extra = client.extra_mut();
+            extra.idle_timeout_ms = idle_timeout.map(|d| d.as_millis() as u64);
+            extra.max_lifetime_ms = max_lifetime.map(|d| d.as_millis() as u64);
+            extra.store = store;
+        }
+        Ok(())
+    }
+
+    /// What the message hook decides for one message to client `key`.
+    pub(crate) fn hook_message(&self, key: usize, name: &str, data: &[u8]) -> Outcome {
+        if !self.hooks.has_message() {
+            return Outcome::Deliver;
+        }
+        self.hooks.message(&mut MessageEvent {
+            client: self.clients[key].view(),
+            name,
+            data,
+            outcome: Outcome::Deliver,
+        })
+    }
+
+    /// Removes a stream and everything it held, then tells the disconnect
+    /// hook why it ended.
+    pub fn unregister(&mut self, key: usize, reason: EndReason) {
+        let client = self.remove(key);
+        if self.hooks.has_disconnect() {
+            let subscriptions: Vec<String> = client
+                .subs
+                .iter()
+                .map(|&t| self.topics.name(t).to_owned())
+                .collect();
+            self.hooks.disconnect(&DisconnectEvent {
+                client: client.view(),
+                reason,
+                subscriptions: &subscriptions,
+            });
+        }
+        self.release_topics(key, client);
+    }
+
+    /// Removes a client that never became a stream (its connect was refused).
+    pub fn discard(&mut self, key: usize) {
+        let client = self.remove(key);
+        self.release_topics(key, client);
+    }
+
+    fn remove(&mut self, key: usize) -> Client {
         let mut client = self.clients.remove(key);
-        self.stats.subscriptions -= client.subs.len() as u64;
-        for t in client.subs.drain(..) {
-            self.topics.unsubscribe(t, key as u32);
+        if let Some(auth) = client.auth() {
+            if let Some(keys) = self.users.get_mut(auth.id.as_str()) {
+                keys.retain(|k| *k != key as u32);
+                if keys.is_empty() {
+                    self.users.remove(auth.id.as_str());
+                }
+            }
         }
         self.deliveries.clear(&mut client.queue);
         self.stats.queued_bytes -= client.queued_bytes as u64;
         self.stats.clients -= 1;
+        client
+    }
+
+    fn release_topics(&mut self, key: usize, client: Client) {
+        self.stats.subscriptions -= client.subs.len() as u64;
+        for &t in &client.subs {
+            self.topics.unsubscribe(t, key as u32);
+        }
     }
 
     /// Replaces the subscriptions of the client `id` (slab `key`), as
-    /// `POST /api/realtime` does; `ip` must be the one its stream came from.
+    /// `POST /api/realtime` does, in PocketBase's order of checks: the id,
+    /// then the IP its stream came from, then the auth (a guest may become a
+    /// user once; any other change is refused), then ringcast's topic rules,
+    /// then the subscribe hook.
     pub fn subscribe(
         &mut self,
         id: &[u8],
         key: usize,
         ip: IpAddr,
-        subs: &[String],
+        subs: Vec<String>,
+        auth: Option<Auth>,
     ) -> Result<(), ApiError> {
         let client = self
             .clients
@@ -193,11 +303,45 @@ impl Core {
         if client.ip != ip.to_canonical() {
             return Err(ApiError::bad_request("Invalid realtime client."));
         }
+        if let Some(stored) = client.auth() {
+            let same = auth
+                .as_ref()
+                .is_some_and(|a| a.id == stored.id && a.collection_id == stored.collection_id);
+            if !same {
+                return Err(ApiError::new(
+                    403,
+                    "The current and the previous request authorization don't match.",
+                ));
+            }
+        }
+        self.rules.check(&subs, auth.as_ref())?;
+        let mut event = SubscribeEvent {
+            client: client.view(),
+            auth: auth.as_ref(),
+            subscriptions: subs,
+        };
+        self.hooks.subscribe(&mut event)?;
+        let mut subs = event.subscriptions;
+        if self.hooks.has_subscribe() {
+            // The parser already dropped duplicates and blanks; a hook may add them back.
+            let mut seen = ahash::HashSet::default();
+            subs.retain(|s| !s.is_empty() && seen.insert(s.clone()));
+        }
+        if let Some(new) = auth.as_ref().filter(|_| client.auth().is_none()) {
+            // A guest becoming a user: reachable by user id from now on.
+            self.users
+                .entry(new.id.as_str().into())
+                .or_default()
+                .push(key as u32);
+        }
+        if auth.is_some() || client.extra.is_some() {
+            client.extra_mut().auth = auth;
+        }
         let before = client.subs.len() as u64;
         for t in client.subs.drain(..) {
             self.topics.unsubscribe(t, key as u32);
         }
-        for s in subs {
+        for s in &subs {
             client.subs.push(self.topics.subscribe(s, key as u32));
         }
         self.stats.subscriptions = self.stats.subscriptions - before + client.subs.len() as u64;
@@ -206,46 +350,97 @@ impl Core {
 
     /// Fans a batch out to this core's subscribers, in order; returns the
     /// number of deliveries queued. Per recipient this only links a shared
-    /// frame into the client's queue: no allocation, no copy.
+    /// frame into the client's queue: no allocation, no copy (unless a
+    /// message hook gives a client data of its own).
     pub fn publish(&mut self, batch: &[Message]) -> u64 {
-        let now = self.now_ms();
-        let max_queue = self.config.max_queue_bytes;
-        let Core {
-            topics,
-            clients,
-            deliveries,
-            stats,
-            dirty,
-            ..
-        } = self;
+        let (mut fanout, topics, users, clients) = self.fanout();
         let mut recipients = 0;
+        let mut deliver = |fanout: &mut Fanout<'_>,
+                           key: u32,
+                           client: &mut Client,
+                           frame: &Rc<Frame>,
+                           name: &str,
+                           msg: &Message| {
+            if msg.audience.admits(client.auth())
+                && fanout.deliver(key, client, frame, name, &msg.data, OverCap::Disconnect)
+                    == Ok(true)
+            {
+                recipients += 1;
+            }
+        };
         for msg in batch {
-            stats.messages += 1;
-            for topic in &msg.topics {
-                for sub in topics.matching(topic) {
-                    let subscribers = topics.subscribers(sub);
-                    let frame = Rc::new(Frame::new(topics.name(sub).as_bytes(), &msg.data));
-                    for &key in subscribers {
-                        let client = &mut clients[key as usize];
-                        if enqueue(client, deliveries, stats, &frame, max_queue, now) {
-                            recipients += 1;
-                            if !client.dirty && !client.blocked && client.mode != BodyMode::Discard
-                            {
-                                client.dirty = true;
-                                dirty.push_back(key);
+            fanout.stats.messages += 1;
+            match &msg.target {
+                Target::Topics(list) => {
+                    for topic in list {
+                        for sub in topics.matching(topic) {
+                            let name = topics.name(sub);
+                            let frame = Rc::new(Frame::new(name.as_bytes(), &msg.data));
+                            for &key in topics.subscribers(sub) {
+                                let client = &mut clients[key as usize];
+                                deliver(&mut fanout, key, client, &frame, name, msg);
                             }
+                        }
+                    }
+                }
+                Target::User {
+                    id,
+                    collection_id,
+                    event,
+                } => {
+                    let Some(keys) = users.get(&**id) else {
+                        continue;
+                    };
+                    let frame = Rc::new(Frame::new(event.as_bytes(), &msg.data));
+                    for &key in keys {
+                        let client = &mut clients[key as usize];
+                        let wanted = collection_id
+                            .as_deref()
+                            .is_none_or(|c| client.auth().is_some_and(|a| a.collection_id == c));
+                        if wanted {
+                            deliver(&mut fanout, key, client, &frame, event, msg);
                         }
                     }
                 }
             }
         }
-        stats.deliveries += recipients;
+        self.finish_fanout(recipients);
+        recipients
+    }
+
+    /// Splits the core into what deliveries touch and what they read.
+    fn fanout(&mut self) -> (Fanout<'_>, &Topics, &UserIndex, &mut Slab<Client>) {
+        let now = self.now_ms();
+        let Core {
+            topics,
+            users,
+            clients,
+            deliveries,
+            stats,
+            dirty,
+            hooks,
+            config,
+            ..
+        } = self;
+        let fanout = Fanout {
+            deliveries,
+            stats,
+            dirty,
+            hooks,
+            max_queue: config.max_queue_bytes,
+            now,
+        };
+        (fanout, topics, users, clients)
+    }
+
+    /// Counts a fan-out's deliveries and wakes the flush task for them.
+    fn finish_fanout(&mut self, recipients: u64) {
+        self.stats.deliveries += recipients;
         if !self.dirty.is_empty() {
             if let Some(w) = self.flusher.take() {
                 w.wake();
             }
         }
-        recipients
     }
 
     /// Ends every stream whose idle timeout or lifetime has passed.
@@ -260,6 +455,13 @@ impl Core {
             ..
         } = self;
         for (_, client) in clients.iter_mut() {
+            let (idle, lifetime) = match &client.extra {
+                Some(e) => (
+                    e.idle_timeout_ms.unwrap_or(idle),
+                    e.max_lifetime_ms.unwrap_or(lifetime),
+                ),
+                None => (idle, lifetime),
+            };
             let stalled = now.saturating_sub(client.last_write_ms) >= idle;
             if client.blocked && stalled && client.end.is_none_or(|r| r.is_graceful()) {
                 // Its socket took nothing for a whole idle timeout: unlike
@@ -309,6 +511,11 @@ impl Core {
         }
     }
 
+    /// Registered clients, ended or not.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
     pub fn open_connections(&self) -> usize {
         self.connections.len()
     }
@@ -321,38 +528,99 @@ impl Core {
     }
 }
 
-/// Queues `frame` for `client`; a client over its byte cap is dropped instead.
-fn enqueue(
-    client: &mut Client,
-    deliveries: &mut Deliveries,
-    stats: &mut CoreStats,
-    frame: &Rc<Frame>,
+/// What to do with a client whose queue would go over its byte cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OverCap {
+    /// Fan-out: disconnect it as a slow consumer (counted), so that one slow
+    /// reader cannot hold memory or publishers hostage.
+    Disconnect,
+    /// A send to this one client: refuse the send, tell the sender.
+    Refuse,
+}
+
+/// A send to one client refused because its queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct QueueFull;
+
+/// The parts of a core that a delivery changes.
+struct Fanout<'a> {
+    deliveries: &'a mut Deliveries,
+    stats: &'a mut CoreStats,
+    dirty: &'a mut VecDeque<u32>,
+    hooks: &'a Hooks,
     max_queue: usize,
     now: u64,
-) -> bool {
-    if client.end.is_some() {
-        return false;
+}
+
+impl Fanout<'_> {
+    /// Queues `frame` (event `name` carrying `data`) for `client`, through
+    /// the message hook if one is set. `Ok(false)`: not delivered (the stream
+    /// is ending, the hook skipped it, or the client was dropped).
+    fn deliver(
+        &mut self,
+        key: u32,
+        client: &mut Client,
+        frame: &Rc<Frame>,
+        name: &str,
+        data: &[u8],
+        over_cap: OverCap,
+    ) -> Result<bool, QueueFull> {
+        if client.end.is_some() {
+            return Ok(false);
+        }
+        let own;
+        let frame = if self.hooks.has_message() {
+            let mut event = MessageEvent {
+                client: client.view(),
+                name,
+                data,
+                outcome: Outcome::Deliver,
+            };
+            match self.hooks.message(&mut event) {
+                Outcome::Deliver => frame,
+                Outcome::Skip => {
+                    // As in PocketBase, a skipped message still resets the idle timer.
+                    client.last_write_ms = self.now;
+                    self.stats.hook_skipped += 1;
+                    return Ok(false);
+                }
+                Outcome::Replace { name: n, data: d } => {
+                    let n = n.as_deref().unwrap_or(name);
+                    own = Rc::new(Frame::new(n.as_bytes(), d.as_deref().unwrap_or(data)));
+                    &own
+                }
+            }
+        } else {
+            frame
+        };
+        if client.mode == BodyMode::Discard {
+            // HEAD streams write no body, but a message still counts as delivered.
+            client.last_write_ms = self.now;
+            return Ok(true);
+        }
+        let len = frame.wire_len(client.mode);
+        if client.queued_bytes + len > self.max_queue {
+            if over_cap == OverCap::Refuse {
+                return Err(QueueFull);
+            }
+            drop_slow_consumer(
+                client,
+                self.deliveries,
+                self.stats,
+                1,
+                "its queue went over --max-queue-bytes",
+            );
+            return Ok(false);
+        }
+        self.deliveries.push(&mut client.queue, frame.clone());
+        client.queued_bytes += len;
+        self.stats.queued_bytes += len as u64;
+        if !client.dirty && !client.blocked {
+            client.dirty = true;
+            self.dirty.push_back(key);
+        }
+        Ok(true)
     }
-    if client.mode == BodyMode::Discard {
-        // HEAD streams write no body, but a message still counts as delivered.
-        client.last_write_ms = now;
-        return true;
-    }
-    let len = frame.wire_len(client.mode);
-    if client.queued_bytes + len > max_queue {
-        drop_slow_consumer(
-            client,
-            deliveries,
-            stats,
-            1,
-            "its queue went over --max-queue-bytes",
-        );
-        return false;
-    }
-    deliveries.push(&mut client.queue, frame.clone());
-    client.queued_bytes += len;
-    stats.queued_bytes += len as u64;
-    true
 }
 
 /// Disconnects a client that does not read fast enough, counting what it
@@ -399,7 +667,7 @@ mod tests {
     use std::task::{Context, Poll, Waker};
 
     fn core() -> Core {
-        Core::new(0, Arc::new(Config::defaults()))
+        Core::new(0, Arc::new(Config::defaults()), Hooks::new())
     }
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -417,9 +685,16 @@ mod tests {
         let mut c = core();
         let (a, id_a) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
         let (b, id_b) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
-        c.subscribe(&id_a, a, LOCAL, &["chat".into(), "chat?x=1".into()])
+        c.subscribe(
+            &id_a,
+            a,
+            LOCAL,
+            vec!["chat".into(), "chat?x=1".into()],
+            None,
+        )
+        .unwrap();
+        c.subscribe(&id_b, b, LOCAL, vec!["other".into()], None)
             .unwrap();
-        c.subscribe(&id_b, b, LOCAL, &["other".into()]).unwrap();
         assert_eq!(c.publish(&[Message::custom("chat", *b"1")]), 2);
         let out = String::from_utf8(render(&mut c, a)).unwrap();
         let id = std::str::from_utf8(&id_a).unwrap();
@@ -430,23 +705,122 @@ mod tests {
         assert_eq!(c.stats().frames_written, 2);
     }
 
+    fn user(id: &str, superuser: bool) -> Option<Auth> {
+        Some(Auth {
+            id: id.into(),
+            collection_id: if superuser {
+                "pbc_3142635823"
+            } else {
+                "_pb_users_auth_"
+            }
+            .into(),
+            collection_name: if superuser { "_superusers" } else { "users" }.into(),
+            superuser,
+        })
+    }
+
+    #[test]
+    fn auth_changes_follow_pocketbase() {
+        let mut c = core();
+        let (k, id) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
+        c.subscribe(&id, k, LOCAL, vec!["a".into()], None).unwrap();
+        // Guest → user once; the same user again; anything else is refused and changes nothing.
+        c.subscribe(&id, k, LOCAL, vec!["b".into()], user("u1", false))
+            .unwrap();
+        c.subscribe(&id, k, LOCAL, vec!["c".into()], user("u1", false))
+            .unwrap();
+        for other in [None, user("u2", false), user("u1", true)] {
+            let err = c
+                .subscribe(&id, k, LOCAL, vec!["d".into()], other)
+                .unwrap_err();
+            assert_eq!(err.status, 403);
+            assert_eq!(
+                err.message,
+                "The current and the previous request authorization don't match."
+            );
+        }
+        assert_eq!(c.client_info(&id, k).unwrap().subscriptions, ["c"]);
+    }
+
+    #[test]
+    fn audiences_and_messages_to_one_user() {
+        use crate::publish::Audience;
+        let mut c = core();
+        let mut keys = Vec::new();
+        for auth in [
+            None,
+            user("u1", false),
+            user("u1", false),
+            user("u2", false),
+            user("su", true),
+        ] {
+            let (k, id) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
+            c.subscribe(&id, k, LOCAL, vec!["notes/*".into()], auth)
+                .unwrap();
+            keys.push((k, id));
+        }
+        let note = |audience| {
+            Message::record("notes", None, "create", "n1", br#"{"id":"n1"}"#).for_audience(audience)
+        };
+        assert_eq!(c.publish(&[note(Audience::Public)]), 5);
+        assert_eq!(c.publish(&[note(Audience::Superusers)]), 1);
+        assert_eq!(c.publish(&[note(Audience::Users(["u1".into()].into()))]), 3);
+        assert_eq!(c.publish(&[note(Audience::Users([].into()))]), 1);
+        assert_eq!(
+            c.publish(&[Message::to_user("u1", None, "inbox", *b"1")]),
+            2
+        );
+        assert_eq!(
+            c.publish(&[Message::to_user("u1", Some("other"), "inbox", *b"1")]),
+            0
+        );
+        assert_eq!(
+            c.publish(&[Message::to_user(
+                "u1",
+                Some("_pb_users_auth_"),
+                "inbox",
+                *b"1"
+            )]),
+            2
+        );
+        // The index forgets clients that leave.
+        c.unregister(keys[1].0, EndReason::ClientClosed);
+        assert_eq!(
+            c.publish(&[Message::to_user("u1", None, "inbox", *b"1")]),
+            1
+        );
+        c.unregister(keys[2].0, EndReason::ClientClosed);
+        assert_eq!(
+            c.publish(&[Message::to_user("u1", None, "inbox", *b"1")]),
+            0
+        );
+        assert!(!c.users.contains_key("u1"));
+    }
+
     #[test]
     fn subscribe_checks_id_and_ip() {
         let mut c = core();
         let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
         let mut wrong = id.to_vec();
         wrong[39] = if wrong[39] == b'a' { b'b' } else { b'a' };
-        assert_eq!(c.subscribe(&wrong, k, LOCAL, &[]).unwrap_err().status, 404);
+        assert_eq!(
+            c.subscribe(&wrong, k, LOCAL, vec![], None)
+                .unwrap_err()
+                .status,
+            404
+        );
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         assert_eq!(
-            c.subscribe(&id, k, other, &[]).unwrap_err().message,
+            c.subscribe(&id, k, other, vec![], None)
+                .unwrap_err()
+                .message,
             "Invalid realtime client."
         );
-        c.subscribe(&id, k, LOCAL, &["a".into(), "b".into()])
+        c.subscribe(&id, k, LOCAL, vec!["a".into(), "b".into()], None)
             .unwrap();
-        c.subscribe(&id, k, LOCAL, &["b".into()]).unwrap();
+        c.subscribe(&id, k, LOCAL, vec!["b".into()], None).unwrap();
         assert_eq!((c.stats().subscriptions, c.stats().topics), (1, 1));
-        c.unregister(k);
+        c.unregister(k, EndReason::ClientClosed);
         assert_eq!(
             (c.stats().subscriptions, c.stats().topics, c.stats().clients),
             (0, 0, 0)
@@ -457,7 +831,7 @@ mod tests {
     fn partial_writes_resume_mid_frame() {
         let mut c = core();
         let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
-        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        c.subscribe(&id, k, LOCAL, vec!["t".into()], None).unwrap();
         c.publish(&[Message::custom("t", *b"abc"), Message::custom("t", *b"def")]);
         let mut all = Vec::new();
         loop {
@@ -489,7 +863,7 @@ mod tests {
         let mut c = core();
         let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
         let (k, id) = c.register(LOCAL, ours.as_raw_fd(), BodyMode::Raw).unwrap();
-        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        c.subscribe(&id, k, LOCAL, vec!["t".into()], None).unwrap();
         c.publish(&[Message::custom("t", *b"1"), Message::custom("t", *b"2")]);
         let mut cx = Context::from_waker(Waker::noop());
         assert_eq!(c.poll_dirty(&mut cx), Poll::Ready(()));
@@ -521,10 +895,10 @@ mod tests {
             idle_timeout: std::time::Duration::ZERO,
             ..Config::defaults()
         };
-        let mut c = Core::new(0, Arc::new(config));
+        let mut c = Core::new(0, Arc::new(config), Hooks::new());
         let (_peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
         let (k, id) = c.register(LOCAL, ours.as_raw_fd(), BodyMode::Raw).unwrap();
-        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        c.subscribe(&id, k, LOCAL, vec!["t".into()], None).unwrap();
         while !c.clients[k].blocked {
             c.publish(&[Message::custom("t", vec![b'x'; 64 * 1024])]);
             c.flush_some(16);
@@ -548,7 +922,7 @@ mod tests {
             ..Config::defaults()
         });
         let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
-        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        c.subscribe(&id, k, LOCAL, vec!["t".into()], None).unwrap();
         let msgs: Vec<_> = (0..5)
             .map(|_| Message::custom("t", vec![b'x'; 50]))
             .collect();
@@ -575,7 +949,7 @@ mod tests {
         let (k, id) = c
             .register(LOCAL, ours.as_raw_fd(), BodyMode::Chunked)
             .unwrap();
-        c.subscribe(&id, k, LOCAL, &["t".into()]).unwrap();
+        c.subscribe(&id, k, LOCAL, vec!["t".into()], None).unwrap();
         c.publish(&[Message::custom("t", *b"1")]);
         c.begin_shutdown();
         assert_eq!(c.publish(&[Message::custom("t", *b"2")]), 0);

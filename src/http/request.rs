@@ -16,6 +16,7 @@ pub enum Method {
     Get,
     Head,
     Post,
+    Delete,
     Options,
     #[default]
     Other,
@@ -27,12 +28,19 @@ pub struct Head {
     pub method: Method,
     /// The path without the query string.
     pub path: String,
+    /// The query string, without the `?`.
+    pub query: String,
     /// HTTP/1.0 (`false`) or 1.1 (`true`).
     pub http11: bool,
     pub body: BodyFraming,
     pub content_type: Option<String>,
     pub origin: Option<String>,
     pub authorization: Option<String>,
+    pub forwarded_for: Option<String>,
+    pub real_ip: Option<String>,
+    /// Every header, kept only for requests that open a stream (the connect
+    /// hook sees them); other requests keep just the fields above.
+    pub headers: Vec<(String, String)>,
     pub cors_request_method: Option<String>,
     pub cors_request_headers: Option<String>,
     pub expect_continue: bool,
@@ -78,23 +86,34 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
     };
 
     let target = req.path.unwrap_or("/");
-    let path = target.split(['?', '#']).next().unwrap_or("/").to_owned();
+    let target = target.split('#').next().unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let http11 = req.version == Some(1);
     let mut head = Head {
         method: match req.method.unwrap_or("") {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             "POST" => Method::Post,
+            "DELETE" => Method::Delete,
             "OPTIONS" => Method::Options,
             _ => Method::Other,
         },
-        path,
+        path: path.to_owned(),
+        query: query.to_owned(),
         http11,
         close: !http11,
         ..Head::default()
     };
+    let opens_stream =
+        matches!(head.method, Method::Get | Method::Head) && head.path == "/api/realtime";
     let mut length: Option<usize> = None;
     for h in req.headers.iter() {
+        if opens_stream {
+            head.headers.push((
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).trim().to_owned(),
+            ));
+        }
         let value = || String::from_utf8_lossy(h.value).trim().to_owned();
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -122,6 +141,15 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
             head.origin = Some(value());
         } else if name.eq_ignore_ascii_case("authorization") {
             head.authorization = Some(value());
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Several lines form one list, in the order received.
+            let v = value();
+            head.forwarded_for = Some(match head.forwarded_for.take() {
+                Some(before) => format!("{before}, {v}"),
+                None => v,
+            });
+        } else if name.eq_ignore_ascii_case("x-real-ip") {
+            head.real_ip = Some(value());
         } else if name.eq_ignore_ascii_case("access-control-request-method") {
             head.cors_request_method = Some(value());
         } else if name.eq_ignore_ascii_case("access-control-request-headers") {

@@ -109,11 +109,7 @@ impl<'a> Responder<'a> {
 
     /// The head of an event stream: chunked on HTTP/1.1, close-delimited on 1.0.
     pub fn event_stream(&self, out: &mut Vec<u8>, head_only: bool) {
-        self.status_line(out, 200);
-        out.extend_from_slice(b"Cache-Control: no-store\r\nContent-Type: text/event-stream\r\n");
-        out.extend_from_slice(COOP.as_bytes());
-        out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
-        out.extend_from_slice(NOSNIFF_ETC.as_bytes());
+        self.stream_head_fields(out, 200);
         let _ = write!(
             out,
             "Date: {}\r\n",
@@ -126,6 +122,24 @@ impl<'a> Responder<'a> {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         out.extend_from_slice(b"\r\n");
+    }
+
+    /// An error answered to a stream request after its SSE headers were set
+    /// (a refused connect): PocketBase keeps them, with a JSON body.
+    pub fn stream_error(&self, out: &mut Vec<u8>, err: &ApiError) {
+        let body = err.body();
+        self.stream_head_fields(out, err.status);
+        self.trailer(out, Some(body.len()));
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body);
+    }
+
+    fn stream_head_fields(&self, out: &mut Vec<u8>, status: u16) {
+        self.status_line(out, status);
+        out.extend_from_slice(b"Cache-Control: no-store\r\nContent-Type: text/event-stream\r\n");
+        out.extend_from_slice(COOP.as_bytes());
+        out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
+        out.extend_from_slice(NOSNIFF_ETC.as_bytes());
     }
 
     /// `OPTIONS`: a CORS preflight answer, or a bare 204 without one.
@@ -168,6 +182,7 @@ fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         413 => "Request Entity Too Large",
         431 => "Request Header Fields Too Large",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",

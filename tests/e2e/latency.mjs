@@ -1,0 +1,57 @@
+// End-to-end latency of a record change: PocketBase REST create -> forwarder hook -> ringcast ->
+// nginx -> SDK callback. Starts the same stack as the tests.
+//
+//   npm run latency -- [--count N] [--concurrency C]     (defaults: 1000, 1)
+//
+// For each record: callback time minus the time just before its create request. Records are
+// matched by a unique title (the id is not known before the create). Prints count, lost and
+// p50/p90/p99/max in ms as text, then the same as one JSON line.
+import { parseArgs } from "node:util";
+import { performance } from "node:perf_hooks";
+import { startStack, waitFor } from "./lib/harness.mjs";
+
+const { values } = parseArgs({
+    options: { count: { type: "string", default: "1000" }, concurrency: { type: "string", default: "1" } },
+});
+const count = Number(values.count);
+const concurrency = Number(values.concurrency);
+if (!(count > 0 && concurrency > 0)) throw new Error("--count and --concurrency must be positive numbers");
+
+const stack = await startStack();
+try {
+    const pb = stack.client();
+    const sentAt = new Map();
+    const latencies = new Map();
+    await pb.collection("posts").subscribe("*", (e) => {
+        const t0 = sentAt.get(e.record.title);
+        if (e.action === "create" && t0 !== undefined && !latencies.has(e.record.title)) {
+            latencies.set(e.record.title, performance.now() - t0);
+        }
+    });
+
+    let next = 0;
+    const worker = async () => {
+        while (next < count) {
+            const title = `latency ${next++}`;
+            sentAt.set(title, performance.now());
+            await stack.create("posts", { title });
+        }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    // Anything not in after 5 s more is counted as lost.
+    await waitFor(() => latencies.size === count, 5000, "").catch(() => {});
+
+    const sorted = [...latencies.values()].sort((a, b) => a - b);
+    const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN);
+    const round = (x) => Math.round(x * 100) / 100;
+    const result = {
+        count, concurrency, received: sorted.length, lost: count - sorted.length,
+        p50_ms: round(pct(50)), p90_ms: round(pct(90)), p99_ms: round(pct(99)), max_ms: round(sorted.at(-1) ?? NaN),
+    };
+    console.log(`records: ${count} (concurrency ${concurrency}), received: ${result.received}, lost: ${result.lost}`);
+    console.log(`latency ms: p50 ${result.p50_ms}  p90 ${result.p90_ms}  p99 ${result.p99_ms}  max ${result.max_ms}`);
+    console.log(JSON.stringify(result));
+    process.exitCode = result.lost ? 1 : 0;
+} finally {
+    await stack.stop();
+}
