@@ -23,6 +23,7 @@ pub use rules::{Allow, Denied, Rules, RulesError};
 use clap::Args;
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// PocketBase's fixed id of its `_superusers` collection (the same in every
 /// installation), so a token naming it is a superuser's even without a name.
@@ -31,6 +32,8 @@ pub const SUPERUSERS_COLLECTION_ID: &str = "pbc_3142635823";
 pub const SUPERUSERS_COLLECTION_NAME: &str = "_superusers";
 /// Default bound of the PocketBase answer cache, in tokens.
 pub const DEFAULT_CACHE_SIZE: usize = 100_000;
+/// Default time a PocketBase answer is trusted (keep in step with the flag).
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// A subscriber's verified identity.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -85,6 +88,12 @@ pub struct AuthArgs {
     #[arg(long, env = "RINGCAST_AUTH_CACHE_SIZE", value_name = "N", default_value_t = DEFAULT_CACHE_SIZE)]
     pub auth_cache_size: usize,
 
+    /// How long PocketBase's "this token is user X" is trusted before asking
+    /// again (never past the token's expiry): how long a password change or a
+    /// deleted user may go unnoticed.
+    #[arg(long, env = "RINGCAST_AUTH_CACHE_TTL", value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub auth_cache_ttl: Duration,
+
     /// TOML file of topic rules (who may subscribe to what); without one,
     /// anyone may subscribe to anything, as in PocketBase for custom topics.
     #[arg(long, env = "RINGCAST_RULES", value_name = "FILE")]
@@ -110,6 +119,7 @@ impl Default for AuthArgs {
             auth_jwt_public_key: None,
             auth_jwt_algorithm: None,
             auth_cache_size: DEFAULT_CACHE_SIZE,
+            auth_cache_ttl: DEFAULT_CACHE_TTL,
             rules: None,
             trusted_proxy: Vec::new(),
         }
@@ -212,7 +222,11 @@ impl Verifier {
             if args.auth_jwt_algorithm.is_some() {
                 return Err(AuthConfigError::AlgorithmWithoutKey);
             }
-            Mode::PocketBase(pocketbase::Introspector::new(url, args.auth_cache_size)?)
+            Mode::PocketBase(pocketbase::Introspector::new(
+                url,
+                args.auth_cache_size,
+                args.auth_cache_ttl,
+            )?)
         } else if let Some(secret) = &args.auth_jwt_secret {
             Mode::Jwt(Box::new(jwt::JwtVerifier::from_secret(
                 secret,
@@ -324,6 +338,7 @@ mod tests {
         let parsed = Cli::parse_from(["ringcast"]).auth;
         let default = AuthArgs::default();
         assert_eq!(parsed.auth_cache_size, default.auth_cache_size);
+        assert_eq!(parsed.auth_cache_ttl, default.auth_cache_ttl);
         assert_eq!(parsed.trusted_proxy, default.trusted_proxy);
         assert!(parsed.auth_pocketbase.is_none() && parsed.rules.is_none());
     }

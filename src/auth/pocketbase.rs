@@ -6,12 +6,13 @@
 //! * The token's payload is read unverified first, for `collectionId` (which
 //!   collection to ask) and `exp`: an expired or malformed token is a guest
 //!   with no request made.
-//! * Answers are cached by token string: a record until the token's `exp`, a
-//!   refusal (400/401/403/404) for at most [`NEGATIVE_TTL_SECS`]. The cache is
-//!   bounded (`--auth-cache-size`, least recently used go first) and read on
-//!   the caller's thread, so a hit never leaves it. A cached record outlives a
-//!   password change or deletion until the token expires: PocketBase's
-//!   default token lifetimes (7 days for users) apply in full.
+//! * Answers are cached by token string: a record for `--auth-cache-ttl`
+//!   (default 5 minutes, never past the token's `exp`), a refusal
+//!   (400/401/403/404) for at most [`NEGATIVE_TTL_SECS`]. The cache is bounded
+//!   (`--auth-cache-size`, least recently used go first) and read on the
+//!   caller's thread, so a hit never leaves it. The TTL is how long a password
+//!   change or a deleted user may go unnoticed: PocketBase's tokens live for
+//!   days, so trusting them until `exp` would be far too long.
 //! * Misses go to one background thread running its own current-thread tokio
 //!   runtime and HTTP client; callers only await a `oneshot`, which works from
 //!   any executor (the cores run tokio-uring). Concurrent misses on one token
@@ -71,7 +72,7 @@ struct Peek {
 impl Introspector {
     /// Checks the URL, builds the client and starts the background thread,
     /// which ends by itself once this introspector is dropped.
-    pub fn new(url: &str, cache_size: usize) -> Result<Self, AuthConfigError> {
+    pub fn new(url: &str, cache_size: usize, ttl: Duration) -> Result<Self, AuthConfigError> {
         let base = base_url(url)?;
         let checker_error = |e: &dyn std::fmt::Display| AuthConfigError::Checker(e.to_string());
         let client = reqwest::Client::builder()
@@ -92,6 +93,7 @@ impl Introspector {
             client,
             base,
             cache: cache.clone(),
+            ttl: ttl.as_secs(),
             limit: Semaphore::new(MAX_REQUESTS),
         });
         let (jobs, queue) = mpsc::channel(QUEUE);
@@ -176,6 +178,8 @@ struct Checker {
     client: reqwest::Client,
     base: String,
     cache: Option<Arc<Cache>>,
+    /// Seconds a record answer is trusted.
+    ttl: u64,
     limit: Semaphore,
 }
 
@@ -245,13 +249,13 @@ impl Checker {
         }
     }
 
-    /// Caches a definite answer until the token expires (a refusal for at
-    /// most [`NEGATIVE_TTL_SECS`]).
+    /// Caches a definite answer for the TTL, never past the token's `exp` (a
+    /// refusal for at most [`NEGATIVE_TTL_SECS`]).
     fn remember(&self, token: &str, exp: u64, auth: &Option<Auth>) {
         let Some(cache) = &self.cache else { return };
         let now = unix_now();
         let until = match auth {
-            Some(_) => exp,
+            Some(_) => exp.min(now + self.ttl),
             None => exp.min(now + NEGATIVE_TTL_SECS),
         };
         cache.insert(
@@ -382,6 +386,7 @@ mod tests {
             client: reqwest::Client::new(),
             base: String::new(),
             cache: Some(Arc::new(Cache::new(10))),
+            ttl: 300,
             limit: Semaphore::new(1),
         };
         let now = unix_now();
@@ -397,7 +402,11 @@ mod tests {
             superuser: false,
         });
         checker.remember(&long, now + 3600, &auth);
-        assert_eq!(cache.get(long.as_str()).unwrap().until, now + 3600);
+        let until = cache.get(long.as_str()).unwrap().until;
+        assert!(
+            (now + 300..=now + 302).contains(&until),
+            "records are kept for the TTL"
+        );
         let short = "short".to_owned();
         checker.remember(&short, now + 5, &None);
         assert_eq!(cache.get(short.as_str()).unwrap().until, now + 5);
@@ -432,7 +441,8 @@ mod tests {
     #[test]
     fn unreachable_pocketbase_means_guest_and_is_not_cached() {
         // Port 1 on loopback refuses at once: no verdict, so nothing cached.
-        let introspector = Introspector::new("http://127.0.0.1:1", 10).unwrap();
+        let introspector =
+            Introspector::new("http://127.0.0.1:1", 10, Duration::from_secs(300)).unwrap();
         let t = token(json!({"id": "u", "collectionId": "users", "exp": unix_now() + 600}));
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -1,11 +1,12 @@
 // End-to-end latency of a record change: PocketBase REST create -> forwarder hook -> ringcast ->
-// nginx -> SDK callback. Starts the same stack as the tests.
+// nginx -> SDK callback, and, side by side for the same records, PocketBase's own realtime (an SDK
+// client connected straight to PocketBase). Starts the same stack as the tests.
 //
 //   npm run latency -- [--count N] [--concurrency C]     (defaults: 1000, 1)
 //
-// For each record: callback time minus the time just before its create request. Records are
-// matched by a unique title (the id is not known before the create). Prints count, lost and
-// p50/p90/p99/max in ms as text, then the same as one JSON line.
+// For each record and each path: callback time minus the time just before its create request.
+// Records are matched by a unique title (the id is not known before the create). Prints count,
+// lost and p50/p90/p99/max in ms per path as text, then the same as one JSON line.
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import { startStack, waitFor } from "./lib/harness.mjs";
@@ -19,15 +20,18 @@ if (!(count > 0 && concurrency > 0)) throw new Error("--count and --concurrency 
 
 const stack = await startStack();
 try {
-    const pb = stack.client();
     const sentAt = new Map();
-    const latencies = new Map();
-    await pb.collection("posts").subscribe("*", (e) => {
-        const t0 = sentAt.get(e.record.title);
-        if (e.action === "create" && t0 !== undefined && !latencies.has(e.record.title)) {
-            latencies.set(e.record.title, performance.now() - t0);
-        }
-    });
+    const paths = { ringcast: stack.client(), pocketbase: stack.client(stack.pbUrl) };
+    const latencies = {};
+    for (const [name, pb] of Object.entries(paths)) {
+        const got = (latencies[name] = new Map());
+        await pb.collection("posts").subscribe("*", (e) => {
+            const t0 = sentAt.get(e.record.title);
+            if (e.action === "create" && t0 !== undefined && !got.has(e.record.title)) {
+                got.set(e.record.title, performance.now() - t0);
+            }
+        });
+    }
 
     let next = 0;
     const worker = async () => {
@@ -39,19 +43,25 @@ try {
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
     // Anything not in after 5 s more is counted as lost.
-    await waitFor(() => latencies.size === count, 5000, "").catch(() => {});
+    const all = () => Object.values(latencies).every((m) => m.size === count);
+    await waitFor(all, 5000, "").catch(() => {});
 
-    const sorted = [...latencies.values()].sort((a, b) => a - b);
-    const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN);
     const round = (x) => Math.round(x * 100) / 100;
-    const result = {
-        count, concurrency, received: sorted.length, lost: count - sorted.length,
-        p50_ms: round(pct(50)), p90_ms: round(pct(90)), p99_ms: round(pct(99)), max_ms: round(sorted.at(-1) ?? NaN),
-    };
-    console.log(`records: ${count} (concurrency ${concurrency}), received: ${result.received}, lost: ${result.lost}`);
-    console.log(`latency ms: p50 ${result.p50_ms}  p90 ${result.p90_ms}  p99 ${result.p99_ms}  max ${result.max_ms}`);
+    const result = { count, concurrency };
+    let lost = 0;
+    for (const [name, got] of Object.entries(latencies)) {
+        const sorted = [...got.values()].sort((a, b) => a - b);
+        const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN);
+        const r = (result[name] = {
+            received: sorted.length, lost: count - sorted.length,
+            p50_ms: round(pct(50)), p90_ms: round(pct(90)), p99_ms: round(pct(99)), max_ms: round(sorted.at(-1) ?? NaN),
+        });
+        lost += r.lost;
+        console.log(`${name}: records ${count} (concurrency ${concurrency}), received ${r.received}, lost ${r.lost}; ` +
+            `latency ms p50 ${r.p50_ms}  p90 ${r.p90_ms}  p99 ${r.p99_ms}  max ${r.max_ms}`);
+    }
     console.log(JSON.stringify(result));
-    process.exitCode = result.lost ? 1 : 0;
+    process.exitCode = lost ? 1 : 0;
 } finally {
     await stack.stop();
 }

@@ -337,9 +337,9 @@ export class Stack {
         return JSON.parse(text);
     }
 
-    /** A fresh SDK client pointed at nginx; closed by stop(). */
-    client() {
-        const pb = new PocketBase(this.url);
+    /** A fresh SDK client pointed at nginx (or at `url`); closed by stop(). */
+    client(url = this.url) {
+        const pb = new PocketBase(url);
         this.sdkClients.push(pb);
         return pb;
     }
