@@ -55,7 +55,7 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 fn core_with_clients(n: usize, hooks: Hooks) -> (Core, Vec<usize>) {
     let config = Config {
         max_queue_bytes: usize::MAX / 2,
-        ..Config::defaults()
+        ..Config::default()
     };
     let mut core = Core::new(0, Arc::new(config), hooks);
     let keys = (0..n)
@@ -73,7 +73,7 @@ fn core_with_clients(n: usize, hooks: Hooks) -> (Core, Vec<usize>) {
 fn core_with_sockets(n: usize) -> (Core, Vec<UnixStream>, Vec<UnixStream>) {
     let config = Config {
         max_queue_bytes: usize::MAX / 2,
-        ..Config::defaults()
+        ..Config::default()
     };
     let mut core = Core::new(0, Arc::new(config), Hooks::new());
     let (mut ours, mut peers) = (Vec::new(), Vec::new());

@@ -14,6 +14,7 @@
 use ringcast::hooks::{Hooks, Reject};
 use ringcast::{Broker, Server};
 use serde_json::json;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -70,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Publishes the time every second and greets newcomers on their own topic.
 async fn tick(broker: Broker) {
-    let mut greeted = std::collections::HashSet::new();
+    let mut greeted: HashSet<String> = HashSet::new();
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         every.tick().await;
@@ -85,7 +86,8 @@ async fn tick(broker: Broker) {
         let Ok(clients) = broker.clients().await else {
             return;
         };
-        greeted.retain(|id| clients.iter().any(|c| &c.id == id));
+        let live: HashSet<&str> = clients.iter().map(|c| c.id.as_str()).collect();
+        greeted.retain(|id| live.contains(id.as_str()));
         for client in clients {
             let topic = format!("clients/{}", client.id);
             // Greet once its first subscription POST has given it its topic.

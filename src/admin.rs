@@ -11,6 +11,7 @@
 use crate::broker::Broker;
 use crate::http::error::{self, ApiError};
 use crate::http::request::{Head, Method};
+use crate::realtime::frame;
 use crate::realtime::subscribe::MAX_TOPIC_BYTES;
 use serde_json::{Map, Value, json};
 
@@ -60,9 +61,9 @@ pub async fn handle(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let id = || {
-        head.path["/api/clients/".len()..]
-            .split('/')
-            .next()
+        head.path
+            .strip_prefix("/api/clients/")
+            .and_then(|rest| rest.split('/').next())
             .unwrap_or_default()
     };
     match route {
@@ -128,11 +129,8 @@ fn event_body(body: &[u8]) -> Result<(String, Vec<u8>), ApiError> {
             errors.insert("event".into(), error::too_long(MAX_TOPIC_BYTES));
             None
         }
-        Some(Value::String(s)) if s.contains(['\r', '\n']) => {
-            errors.insert(
-                "event".into(),
-                json!({"code": "validation_invalid_format", "message": "Must not contain line breaks."}),
-            );
+        Some(Value::String(s)) if !frame::is_valid_name(s) => {
+            errors.insert("event".into(), error::line_breaks());
             None
         }
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),

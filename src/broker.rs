@@ -11,6 +11,9 @@
 //! Sending never blocks a core and never drops silently: a call returns once
 //! the message is queued on the owner core, or with a typed error.
 //!
+//! Never wait for a broker call inside a hook: hooks run on a core, and that
+//! core cannot answer while its hook waits (it would wait forever).
+//!
 //! ```no_run
 //! # async fn demo(broker: ringcast::Broker) -> Result<(), ringcast::BrokerError> {
 //! use serde_json::json;
@@ -26,7 +29,8 @@ use crate::core::clients;
 use crate::core::{Core, CoreStats};
 use crate::hooks::Store;
 use crate::http::error::ApiError;
-use crate::publish::{Action, Message};
+use crate::publish::{Action, Message, Target};
+use crate::realtime::frame;
 use crate::ring::{Ring, ShuttingDown};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -35,6 +39,7 @@ use std::time::SystemTime;
 
 /// Why a broker call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     /// No open stream has this id (PocketBase's wording).
     #[error("no client associated with connection ID \"{0}\"")]
@@ -43,6 +48,13 @@ pub enum BrokerError {
     /// enough. The message was not queued; the client stays connected.
     #[error("client \"{0}\" has a full queue (--max-queue-bytes); it is not reading fast enough")]
     QueueFull(String),
+    /// The event alone is larger than `--max-queue-bytes` (this many bytes):
+    /// no client could ever take it.
+    #[error("the event is {0} bytes, more than a client may have queued (--max-queue-bytes)")]
+    TooLarge(usize),
+    /// Event names cannot contain line breaks (they would forge SSE fields).
+    #[error("the event name {0:?} contains a line break")]
+    InvalidEvent(String),
     /// The data could not be serialised to JSON.
     #[error("the message data is not serialisable as JSON: {0}")]
     Data(String),
@@ -64,6 +76,13 @@ impl From<BrokerError> for ApiError {
                 503,
                 "The client's queue is full: it is not reading fast enough. Try again later.",
             ),
+            BrokerError::TooLarge(n) => ApiError::new(
+                413,
+                format!(
+                    "The event is {n} bytes, more than a client may have queued (--max-queue-bytes)."
+                ),
+            ),
+            e @ BrokerError::InvalidEvent(_) => ApiError::bad_request(format!("{e}.")),
             BrokerError::Data(m) => ApiError::bad_request(m),
             BrokerError::ShuttingDown => ShuttingDown.into(),
         }
@@ -156,7 +175,10 @@ impl Broker {
     }
 
     /// The total number of clients and the snapshots of `limit` of them after
-    /// the first `skip`, in a stable order (core by core, slot by slot).
+    /// the first `skip`, core by core, slot by slot (slots are reused, so
+    /// while clients come and go a page may repeat or miss one). Each core is
+    /// asked in turn; a core walks its slab without allocating and copies only
+    /// the page.
     pub async fn client_page(
         &self,
         skip: usize,
@@ -201,6 +223,7 @@ impl Broker {
         event: &str,
         data: impl Into<Vec<u8>>,
     ) -> Result<bool, BrokerError> {
+        check_event(event)?;
         let (event, data) = (event.to_owned(), data.into());
         self.on_owner(id, move |c, id, key| c.send(id, key, &event, &data))
             .await
@@ -255,6 +278,12 @@ impl Broker {
 
     /// Publishes prepared messages, in order.
     pub async fn publish_messages(&self, batch: Vec<Message>) -> Result<u64, BrokerError> {
+        for message in &batch {
+            match &message.target {
+                Target::Topics(topics) => topics.iter().try_for_each(|t| check_event(t))?,
+                Target::User { event, .. } => check_event(event)?,
+            }
+        }
         Ok(self.ring.publish(batch).await?)
     }
 
@@ -269,6 +298,7 @@ impl Broker {
         event: &str,
         data: impl Into<Vec<u8>>,
     ) -> Result<u64, BrokerError> {
+        check_event(event)?;
         let data: std::sync::Arc<[u8]> = data.into().into();
         let event: std::sync::Arc<str> = event.into();
         let counts = self
@@ -312,6 +342,15 @@ impl Broker {
     /// Every core's counters, in core order.
     pub async fn stats(&self) -> Result<Vec<CoreStats>, BrokerError> {
         Ok(self.ring.call_all(|c| c.stats()).await?)
+    }
+}
+
+/// Event names (topics become event names too) must not break SSE framing.
+fn check_event(name: &str) -> Result<(), BrokerError> {
+    if frame::is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(BrokerError::InvalidEvent(name.to_owned()))
     }
 }
 

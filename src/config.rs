@@ -2,7 +2,7 @@
 //! environment variables.
 
 use crate::auth::AuthArgs;
-use clap::Args;
+use clap::{Args, CommandFactory};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -76,14 +76,48 @@ impl Config {
             .clamp(1, crate::core::clients::MAX_CORES)
     }
 
-    /// The defaults, as `ringcast serve` with no flags (environment included).
-    pub fn defaults() -> Config {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            config: Config,
-        }
-        Wrapper::parse_from(["ringcast"]).config
+    /// What `ringcast serve` uses with no flags: the defaults, changed by any
+    /// `RINGCAST_*` environment variables (an invalid one is an error).
+    pub fn from_env() -> Result<Config, clap::Error> {
+        Self::parse(Wrapper::command())
+    }
+
+    fn parse(command: clap::Command) -> Result<Config, clap::Error> {
+        use clap::FromArgMatches;
+        let matches = command.try_get_matches_from(["ringcast"])?;
+        Ok(Wrapper::from_arg_matches(&matches)?.config)
+    }
+}
+
+/// The flags' defaults, with the environment ignored (an embedding app
+/// decides its own settings; see [`Config::from_env`]).
+impl Default for Config {
+    fn default() -> Config {
+        let command = Wrapper::command().mut_args(|arg| arg.env(None::<&'static str>));
+        // Every option has a default or is optional: parsing no arguments cannot fail.
+        Self::parse(command).expect("the defaults of every option parse")
+    }
+}
+
+#[derive(clap::Parser)]
+struct Wrapper {
+    #[command(flatten)]
+    config: Config,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ignores_the_environment() {
+        // SAFETY: this test alone touches this variable.
+        unsafe { std::env::set_var("RINGCAST_MAX_QUEUE_BYTES", "12345") };
+        assert_eq!(Config::from_env().unwrap().max_queue_bytes, 12345);
+        assert_eq!(Config::default().max_queue_bytes, 1 << 20);
+        unsafe { std::env::set_var("RINGCAST_MAX_QUEUE_BYTES", "lots") };
+        assert!(Config::from_env().is_err());
+        unsafe { std::env::remove_var("RINGCAST_MAX_QUEUE_BYTES") };
+        assert_eq!(Config::default().http.to_string(), "127.0.0.1:8090");
     }
 }

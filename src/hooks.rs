@@ -9,7 +9,11 @@
 //! free of per-recipient work.
 //!
 //! A panicking hook is caught and logged: connect and subscribe requests are
-//! answered 500, a message is delivered as it was, and the core goes on.
+//! answered 500, a message is delivered as it was, and the core goes on
+//! (unless the application is built with `panic = "abort"`). A hook must not
+//! wait for a [`Broker`](crate::Broker) call: the core it runs on is the one
+//! that would answer. A disconnect hook may not run for streams still open
+//! when a shutdown's grace period (3 s) ends.
 //!
 //! ```
 //! use ringcast::hooks::{Hooks, Reject};
@@ -89,9 +93,11 @@ impl Hooks {
         self
     }
 
-    /// Runs on a `POST /api/realtime` that passed validation and the id, IP
-    /// and auth checks. It may rewrite the new subscription list or reject the
-    /// request (nothing changes then).
+    /// Runs on a `POST /api/realtime` that passed validation, the id, IP and
+    /// auth checks and the topic rules. It may rewrite the new subscription
+    /// list or reject the request (nothing changes then). Topics it adds are
+    /// trusted as server code: neither `--rules` nor the length limits apply
+    /// to them.
     pub fn on_subscribe(
         mut self,
         f: impl Fn(&mut SubscribeEvent<'_>) -> Result<(), Reject> + Send + Sync + 'static,
@@ -375,6 +381,38 @@ pub(crate) enum Outcome {
         name: Option<String>,
         data: Option<Vec<u8>>,
     },
+}
+
+impl Outcome {
+    /// The event to write for a message named `name` with `data`: itself,
+    /// the hook's replacement, or `None` when skipped. A replacement name
+    /// with a line break (it would forge SSE fields) is ignored, with a log.
+    pub(crate) fn event<'a>(
+        &'a self,
+        name: &'a str,
+        data: &'a [u8],
+    ) -> Option<(&'a str, &'a [u8])> {
+        match self {
+            Outcome::Deliver => Some((name, data)),
+            Outcome::Skip => None,
+            Outcome::Replace {
+                name: new_name,
+                data: new_data,
+            } => {
+                let new_name = match new_name.as_deref() {
+                    Some(n) if !crate::realtime::frame::is_valid_name(n) => {
+                        tracing::error!(
+                            name = n,
+                            "the message hook's event name has a line break; kept {name:?}"
+                        );
+                        name
+                    }
+                    other => other.unwrap_or(name),
+                };
+                Some((new_name, new_data.as_deref().unwrap_or(data)))
+            }
+        }
+    }
 }
 
 /// One message about to be queued for one client.

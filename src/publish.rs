@@ -20,6 +20,7 @@
 //! shares those bytes.
 
 use crate::http::error::{self, ApiError};
+use crate::realtime::frame;
 use crate::realtime::subscribe::MAX_TOPIC_BYTES;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
@@ -80,7 +81,25 @@ pub enum Audience {
     /// Superusers only.
     Superusers,
     /// These users (by record id) and superusers.
-    Users(Box<[Box<str>]>),
+    Users(UserIds),
+}
+
+/// A set of user ids, sorted once so that the per-recipient check is a
+/// binary search, however long the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIds(Box<[Box<str>]>);
+
+impl UserIds {
+    pub fn new<S: Into<Box<str>>>(ids: impl IntoIterator<Item = S>) -> UserIds {
+        let mut ids: Vec<Box<str>> = ids.into_iter().map(Into::into).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        UserIds(ids.into())
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.binary_search_by(|x| (**x).cmp(id)).is_ok()
+    }
 }
 
 impl Audience {
@@ -89,7 +108,7 @@ impl Audience {
         match (self, auth) {
             (Audience::Public, _) => true,
             (_, Some(a)) if a.superuser => true,
-            (Audience::Users(ids), Some(a)) => ids.iter().any(|id| **id == *a.id),
+            (Audience::Users(ids), Some(a)) => ids.contains(&a.id),
             _ => false,
         }
     }
@@ -121,6 +140,16 @@ impl Message {
             data: data.into(),
             audience: Audience::Public,
         }
+    }
+
+    /// The most bytes one delivery of it takes on the wire, counting the
+    /// event name as its topic (a subscription's `?…` suffix adds to that).
+    pub fn wire_len(&self) -> usize {
+        let longest = match &self.target {
+            Target::Topics(topics) => topics.iter().map(|t| t.len()).max().unwrap_or(0),
+            Target::User { event, .. } => event.len(),
+        };
+        frame::max_wire_len(longest, &self.data)
     }
 
     /// The same message, for `audience` only.
@@ -249,9 +278,9 @@ fn audience(map: &Map<String, Value>, errors: &mut Map<String, Value>) -> Option
         Some(Value::Object(o)) if o.len() == 1 => match o.get("users") {
             Some(Value::Array(ids)) => ids
                 .iter()
-                .map(|id| id.as_str().filter(|s| !s.is_empty()).map(Box::from))
-                .collect::<Option<Box<[_]>>>()
-                .map(Audience::Users),
+                .map(|id| id.as_str().filter(|s| !s.is_empty()))
+                .collect::<Option<Vec<_>>>()
+                .map(|ids| Audience::Users(UserIds::new(ids))),
             _ => None,
         },
         Some(_) => None,
@@ -320,6 +349,8 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
         let topic = required_str(map, "topic", &mut errors);
         if topic.is_some_and(|t| t.len() > MAX_TOPIC_BYTES) {
             errors.insert("topic".into(), error::too_long(MAX_TOPIC_BYTES));
+        } else if topic.is_some_and(|t| !frame::is_valid_name(t)) {
+            errors.insert("topic".into(), error::line_breaks());
         }
         let user = match map.get("userId") {
             None | Some(Value::Null) => None,
@@ -380,7 +411,7 @@ mod tests {
         let m = parse(br#"{"collection":"notes","action":"create","record":{"id":"n1"},"audience":{"users":["u1","u2"]}}"#).unwrap();
         assert_eq!(
             m[0].audience,
-            Audience::Users(["u1".into(), "u2".into()].into())
+            Audience::Users(UserIds::new(["u2", "u1", "u2"]))
         );
         let m = parse(br#"{"topic":"t","audience":"superusers"}"#).unwrap();
         assert_eq!(m[0].audience, Audience::Superusers);
@@ -412,10 +443,11 @@ mod tests {
             collection_name: "users".into(),
             superuser,
         };
-        let users = Audience::Users(["u1".into()].into());
+        let users = Audience::Users(UserIds::new(["zz", "u1", "a"]));
         assert!(users.admits(Some(&auth(false))));
-        assert!(!Audience::Users([].into()).admits(Some(&auth(false))));
-        assert!(Audience::Users([].into()).admits(Some(&auth(true))));
+        let nobody = Audience::Users(UserIds::new(Vec::<String>::new()));
+        assert!(!nobody.admits(Some(&auth(false))));
+        assert!(nobody.admits(Some(&auth(true))));
         assert!(!users.admits(None));
         assert!(!Audience::Superusers.admits(Some(&auth(false))));
         assert!(Audience::Public.admits(None));

@@ -117,28 +117,33 @@ async fn subscribe(conn: &Connection, head: &Head, body: &[u8]) -> Result<(), Ap
     let (owner, key) =
         clients::locate(form.client_id.as_bytes(), conn.ctx.ring.workers()).ok_or_else(unknown)?;
     let ip = conn.client_ip(head);
-    let auth = conn
-        .ctx
-        .access
-        .verifier
-        .verify(head.authorization.as_deref())
-        .await;
+    let verifier = &conn.ctx.access.verifier;
+    if head.authorization.is_some() && verifier.asks_pocketbase() {
+        // The cheap checks first, so that made-up ids cannot make us ask PocketBase.
+        let id = form.client_id.clone();
+        on_owner(conn, owner, move |core| {
+            core.realtime_client(id.as_bytes(), key, ip).map(|_| ())
+        })
+        .await?;
+    }
+    let auth = verifier.verify(head.authorization.as_deref()).await;
+    let (id, subs) = (form.client_id, form.subscriptions);
+    on_owner(conn, owner, move |core| {
+        core.subscribe(id.as_bytes(), key, ip, subs, auth)
+    })
+    .await
+}
+
+/// Runs `f` on core `owner`: directly when that is this core, else through the ring.
+async fn on_owner<T: Send + 'static>(
+    conn: &Connection,
+    owner: usize,
+    f: impl FnOnce(&mut crate::core::Core) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     if owner == conn.ctx.index {
-        conn.ctx.core.borrow_mut().subscribe(
-            form.client_id.as_bytes(),
-            key,
-            ip,
-            form.subscriptions,
-            auth,
-        )
+        f(&mut conn.ctx.core.borrow_mut())
     } else {
-        let (id, subs) = (form.client_id, form.subscriptions);
-        conn.ctx
-            .ring
-            .call(owner, move |core| {
-                core.subscribe(id.as_bytes(), key, ip, subs, auth)
-            })
-            .await?
+        conn.ctx.ring.call(owner, f).await?
     }
 }
 
@@ -155,6 +160,20 @@ async fn admin(
 async fn publish(conn: &Connection, head: &Head, body: &[u8]) -> Result<u64, ApiError> {
     authorize(conn, head)?;
     let messages = publish::parse(body)?;
+    let max = conn.ctx.config.max_queue_bytes;
+    if let Some((i, m)) = messages
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.wire_len() > max)
+    {
+        return Err(ApiError::new(
+            413,
+            format!(
+                "Message {i} takes {} bytes as an event, more than the {max} bytes a client may have queued (--max-queue-bytes): no client could receive it.",
+                m.wire_len()
+            ),
+        ));
+    }
     Ok(conn.ctx.ring.publish(messages).await?)
 }
 
@@ -196,8 +215,18 @@ fn authorize(conn: &Connection, head: &Head) -> Result<(), ApiError> {
                 Some(_) => Err(ApiError::new(403, "The admin token is not valid.")),
             }
         }
-        // Behind a trusted proxy, the client's address is the one that counts.
-        None if conn.client_ip(head).to_canonical().is_loopback() => Ok(()),
+        // Browsers send `Origin`: a web page on this host must not drive the
+        // API (CSRF, reading client ids). Behind a trusted proxy the client's
+        // address must be loopback too, not only the proxy's.
+        None if head.origin.is_some() => Err(ApiError::new(
+            403,
+            "Browsers may not use this endpoint without an admin token; start ringcast with --admin-token.",
+        )),
+        None if conn.peer.ip().to_canonical().is_loopback()
+            && conn.client_ip(head).to_canonical().is_loopback() =>
+        {
+            Ok(())
+        }
         None => Err(ApiError::new(
             403,
             "Only loopback clients may publish when no admin token is set; start ringcast with --admin-token to publish from elsewhere.",

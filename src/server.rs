@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source} (is another server using that port?)")]
     Bind { addr: SocketAddr, source: io::Error },
@@ -54,11 +55,12 @@ impl Server {
         }
     }
 
-    /// A builder starting from the defaults of `ringcast serve` (flags'
-    /// defaults and `RINGCAST_*` environment variables).
+    /// A builder starting from the defaults of `ringcast serve`'s flags. The
+    /// environment is not read: pass `.config(Config::from_env()?)` to honour
+    /// the `RINGCAST_*` variables as the binary does.
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
-            server: Server::new(Config::defaults()),
+            server: Server::new(Config::default()),
         }
     }
 
@@ -106,9 +108,20 @@ impl Server {
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringcast-core-{core}"))
-                .spawn(move || worker::run(core, shared, listener, inbox))
-                .map_err(|source| ServeError::Thread { core, source })?;
-            threads.push(thread);
+                .spawn(move || worker::run(core, shared, listener, inbox));
+            match thread {
+                Ok(thread) => threads.push(thread),
+                Err(source) => {
+                    // Stop the cores already running rather than leak them.
+                    let started = RunningServer {
+                        addr,
+                        ring,
+                        threads,
+                    };
+                    started.shutdown();
+                    return Err(ServeError::Thread { core, source });
+                }
+            }
         }
         tracing::info!(auth = access.verifier.mode(), "subscriber tokens");
         tracing::info!(%addr, workers, "ringcast listening: GET/POST http://{addr}/api/realtime, POST http://{addr}/api/publish");
@@ -200,6 +213,23 @@ impl ServerBuilder {
     }
 }
 
+/// Stops a running server; cheap to clone, usable from any thread.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    ring: Ring,
+}
+
+impl ShutdownHandle {
+    /// Asks every core to shut down gracefully and returns at once; the
+    /// cores finish within a few seconds ([`RunningServer::wait`] returns).
+    pub fn shutdown(&self) {
+        let ring = self.ring.clone();
+        // `blocking_send` refuses to run on a thread that drives a runtime,
+        // and a full inbox must not block the caller.
+        std::thread::spawn(move || ring.shutdown_blocking());
+    }
+}
+
 /// A started server: its address, its [`Broker`], and its core threads.
 /// Dropping it leaves the server running.
 pub struct RunningServer {
@@ -219,13 +249,22 @@ impl RunningServer {
         Broker::new(self.ring.clone())
     }
 
+    /// A handle that stops this server from anywhere (another thread, a
+    /// signal handler, an async task) while another thread [`wait`]s.
+    ///
+    /// [`wait`]: RunningServer::wait
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            ring: self.ring.clone(),
+        }
+    }
+
     /// Shuts down gracefully (every stream gets its zero-length chunk) and
     /// waits for the cores to exit, a few seconds at most. It blocks: from
-    /// async code call it through `spawn_blocking`.
+    /// async code use [`RunningServer::shutdown_handle`], or call it through
+    /// `spawn_blocking`. Never call it from a hook: a hook runs on a core.
     pub fn shutdown(self) {
-        let ring = self.ring.clone();
-        // `blocking_send` refuses to run on a thread that drives a runtime.
-        let _ = std::thread::spawn(move || ring.shutdown_blocking()).join();
+        self.shutdown_handle().shutdown();
         self.wait();
     }
 

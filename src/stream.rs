@@ -17,7 +17,7 @@
 use crate::conn::Connection;
 use crate::core::ClientEvent;
 use crate::core::clients::EndReason;
-use crate::hooks::{Outcome, Request};
+use crate::hooks::Request;
 use crate::http::error::ApiError;
 use crate::http::request::Head;
 use crate::http::response::Responder;
@@ -81,10 +81,11 @@ fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, V
     let mut core = ctx.core.borrow_mut();
     let ip = conn.client_ip(&head);
     let Some((key, id)) = core.register(ip, conn.socket.fd(), mode) else {
-        responder.error(
-            &mut out,
-            &ApiError::new(503, "This server holds as many realtime clients as it can."),
-        );
+        let full = ApiError::new(503, "This server holds as many realtime clients as it can.");
+        responder.error(&mut out, &full);
+        if mode == BodyMode::Discard {
+            out.truncate(out.len() - full.body().len());
+        }
         return Err(out);
     };
     let request = Request {
@@ -95,22 +96,15 @@ fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, V
     };
     if let Err(err) = core.connect(key, &request) {
         core.discard(key);
-        responder.stream_error(&mut out, &err);
+        responder.stream_error(&mut out, &err, mode == BodyMode::Discard);
         return Err(out);
     }
     responder.event_stream(&mut out, mode == BodyMode::Discard);
     if mode != BodyMode::Discard {
         let data = [br#"{"clientId":""#.as_slice(), &id, br#""}"#].concat();
-        match core.hook_message(key, "PB_CONNECT", &data) {
-            Outcome::Deliver => frame::write_event(&mut out, mode, &id, b"PB_CONNECT", &data),
-            Outcome::Skip => {}
-            Outcome::Replace { name, data: new } => frame::write_event(
-                &mut out,
-                mode,
-                &id,
-                name.as_deref().unwrap_or("PB_CONNECT").as_bytes(),
-                new.as_deref().unwrap_or(&data),
-            ),
+        let outcome = core.hook_message(key, "PB_CONNECT", &data);
+        if let Some((name, data)) = outcome.event("PB_CONNECT", &data) {
+            frame::write_event(&mut out, mode, &id, name.as_bytes(), data);
         }
     }
     Ok((key, out))

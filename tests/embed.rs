@@ -574,3 +574,85 @@ fn admin_api_lists_inspects_messages_and_disconnects() {
     assert_eq!(r.json()["totalItems"], n - 1);
     running.shutdown();
 }
+
+#[test]
+fn oversized_and_malformed_events_are_refused_up_front() {
+    let (running, srv) = start(Hooks::new(), |b| b.max_queue_bytes(4096));
+    let broker = running.broker();
+    let mut c = srv.open_stream();
+    srv.subscribe(&c, &["t"]);
+    let big = "x".repeat(5000);
+
+    // Over --max-queue-bytes: no client could ever take it, so nobody is dropped for it.
+    let r = srv.publish_raw_json(&format!(r#"{{"topic":"t","data":"{big}"}}"#));
+    assert_eq!(r.status(), 413, "{}", r.body_str());
+    assert!(
+        r.body_str().contains("--max-queue-bytes"),
+        "{}",
+        r.body_str()
+    );
+    assert!(matches!(
+        block(broker.send(&c.id, "t", &big)),
+        Err(BrokerError::TooLarge(_))
+    ));
+    assert_eq!(block(broker.publish("t", &big)), Ok(0));
+    let stats = block(broker.stats()).unwrap();
+    // Both the send and the publish were refused and counted.
+    assert_eq!(stats.iter().map(|s| s.oversized_frames).sum::<u64>(), 2);
+    assert_eq!(stats.iter().map(|s| s.dropped_clients).sum::<u64>(), 0);
+
+    // A line break in an event name would forge SSE fields.
+    let r = srv.publish_raw_json(r#"{"topic":"t\nevent:forged","data":1}"#);
+    r.assert_json(
+        "HTTP/1.1 400 Bad Request",
+        r#"{"data":{"topic":{"code":"validation_invalid_format","message":"Must not contain line breaks."}},"message":"Something went wrong while processing your request.","status":400}"#,
+        "topic with a line break",
+    );
+    for result in [
+        block(broker.send(&c.id, "a\nb", &1)).map(|_| 0),
+        block(broker.publish("a\rb", &1)),
+        block(broker.broadcast("a\nb", &1)),
+        block(broker.send_to_user("u", None, "a\nb", &1)),
+    ] {
+        assert!(
+            matches!(result, Err(BrokerError::InvalidEvent(_))),
+            "{result:?}"
+        );
+    }
+    // The client is still there and served.
+    assert_eq!(block(broker.publish("t", &"ok")), Ok(1));
+    c.expect_event("t", r#""ok""#);
+    running.shutdown();
+}
+
+#[test]
+fn browsers_cannot_use_the_admin_api_without_a_token() {
+    let (running, srv) = start(Hooks::new(), |b| b);
+    for (method, path, body) in [
+        ("GET", "/api/clients", None),
+        ("POST", "/api/broadcast", Some(r#"{"event":"e","data":1}"#)),
+        ("POST", "/api/publish", Some(r#"{"topic":"t","data":1}"#)),
+    ] {
+        let r = srv.request(&curl_request(
+            &srv.host(),
+            method,
+            path,
+            &[
+                ("Content-Type", "text/plain"),
+                ("Origin", "http://evil.example"),
+            ],
+            body.map(str::as_bytes),
+            &[],
+        ));
+        assert_eq!(
+            r.status(),
+            403,
+            "{method} {path} from a web page: {}",
+            r.body_str()
+        );
+        assert!(r.body_str().contains("--admin-token"), "{}", r.body_str());
+    }
+    // The same requests from a backend (no Origin) are fine.
+    assert_eq!(admin(&srv, "GET", "/api/clients", None, None).status(), 200);
+    running.shutdown();
+}

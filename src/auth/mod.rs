@@ -260,6 +260,12 @@ impl Verifier {
     }
 
     /// `"none"`, `"jwt"` or `"pocketbase"`, for logs.
+    /// Whether verifying may ask PocketBase over the network (worth cheap
+    /// checks first).
+    pub fn asks_pocketbase(&self) -> bool {
+        matches!(self.mode, Mode::PocketBase(_))
+    }
+
     pub fn mode(&self) -> &'static str {
         match self.mode {
             Mode::None => "none",

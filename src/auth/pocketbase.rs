@@ -117,9 +117,17 @@ impl Introspector {
             exp,
             reply,
         };
-        // Both fail only if the background thread is gone, which it is not
-        // while `self` lives: then the client is a guest.
-        self.jobs.send(job).await.ok()?;
+        // A full queue (a flood of unknown tokens) fails fast rather than
+        // holding every core's subscription POSTs behind it; the background
+        // thread being gone (never while `self` lives) also means guest.
+        if let Err(e) = self.jobs.try_send(job) {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                tracing::warn!(
+                    "too many tokens waiting for PocketBase; this one counts as a guest"
+                );
+            }
+            return None;
+        }
         answer.await.ok().flatten()
     }
 }
@@ -255,7 +263,7 @@ impl Checker {
         let Some(cache) = &self.cache else { return };
         let now = unix_now();
         let until = match auth {
-            Some(_) => exp.min(now + self.ttl),
+            Some(_) => exp.min(now.saturating_add(self.ttl)),
             None => exp.min(now + NEGATIVE_TTL_SECS),
         };
         cache.insert(

@@ -40,11 +40,14 @@ impl TrustedProxies {
         self.nets.iter().any(|net| net.contains(&ip))
     }
 
-    /// The client IP: `peer` unless `peer` is a trusted proxy; then
-    /// `X-Real-IP` if it is a valid address, else the right-most
-    /// `X-Forwarded-For` entry that is not itself a trusted proxy; `peer` if
-    /// neither gives one (also when the chain holds a malformed entry before
-    /// any untrusted one: the chain cannot be followed past it).
+    /// The client IP: `peer` unless `peer` is a trusted proxy; then the
+    /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy
+    /// (entries left of it may be forged by the client); without one,
+    /// `X-Real-IP` if it is a valid address that is not a trusted proxy;
+    /// `peer` if neither gives one (also when the chain holds a malformed entry
+    /// before any untrusted one: the chain cannot be followed past it).
+    /// `X-Forwarded-For` comes first because appending proxies keep it right,
+    /// while some proxies pass a client's own `X-Real-IP` through.
     ///
     /// `x_forwarded_for` is every `X-Forwarded-For` value joined with `,` in
     /// the order received. IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, as
@@ -59,9 +62,6 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        if let Some(ip) = x_real_ip.and_then(parse_ip) {
-            return ip;
-        }
         for entry in x_forwarded_for.unwrap_or("").rsplit(',') {
             if entry.trim().is_empty() {
                 continue;
@@ -69,10 +69,13 @@ impl TrustedProxies {
             match parse_ip(entry) {
                 Some(ip) if self.trusts(ip) => continue,
                 Some(ip) => return ip,
-                None => break,
+                None => return peer,
             }
         }
-        peer
+        match x_real_ip.and_then(parse_ip) {
+            Some(ip) if !self.trusts(ip) => ip,
+            _ => peer,
+        }
     }
 }
 
@@ -112,16 +115,25 @@ mod tests {
     }
 
     #[test]
-    fn real_ip_from_a_trusted_proxy_wins() {
+    fn forwarded_for_first_then_real_ip() {
         let p = proxies(&["10.0.0.0/8"]);
+        // A passed-through X-Real-IP does not beat the appended chain.
         assert_eq!(
-            p.client_ip(ip("10.1.2.3"), Some("1.1.1.1"), Some("2.2.2.2")),
+            p.client_ip(ip("10.1.2.3"), Some("1.1.1.1"), Some("127.0.0.1")),
+            ip("1.1.1.1")
+        );
+        assert_eq!(
+            p.client_ip(ip("10.1.2.3"), None, Some("2.2.2.2")),
             ip("2.2.2.2")
         );
-        // Invalid X-Real-IP: fall through to X-Forwarded-For.
+        // Invalid, or naming a trusted proxy (a CDN edge): the peer.
         assert_eq!(
-            p.client_ip(ip("10.1.2.3"), Some("1.1.1.1"), Some("nope")),
-            ip("1.1.1.1")
+            p.client_ip(ip("10.1.2.3"), None, Some("nope")),
+            ip("10.1.2.3")
+        );
+        assert_eq!(
+            p.client_ip(ip("10.1.2.3"), None, Some("10.7.7.7")),
+            ip("10.1.2.3")
         );
     }
 

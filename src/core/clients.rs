@@ -26,8 +26,9 @@ pub const MAX_CLIENTS_PER_CORE: usize = 62 * 62 * 62 * 62;
 /// The core index must fit in one base-62 digit.
 pub const MAX_CORES: usize = 62;
 
-/// Why a stream ended; reported in logs and stats.
+/// Why a stream ended; reported in logs, stats and the disconnect hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndReason {
     /// The peer closed its side or a write failed.
     ClientClosed,

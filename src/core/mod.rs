@@ -32,7 +32,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use topics::Topics;
 
 /// This core's authenticated clients (slab keys) by user id.
@@ -70,6 +70,9 @@ pub struct CoreStats {
     pub queued_bytes: u64,
     /// Deliveries the message hook skipped.
     pub hook_skipped: u64,
+    /// Deliveries refused because the event alone is larger than
+    /// `--max-queue-bytes` (the publish API refuses such messages up front).
+    pub oversized_frames: u64,
 }
 
 /// What a parked stream is woken for.
@@ -214,8 +217,9 @@ impl Core {
         } = event;
         if idle_timeout.is_some() || max_lifetime.is_some() || !store.is_empty() {
             let extra = client.extra_mut();
-            extra.idle_timeout_ms = idle_timeout.map(|d| d.as_millis() as u64);
-            extra.max_lifetime_ms = max_lifetime.map(|d| d.as_millis() as u64);
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            extra.idle_timeout_ms = idle_timeout.map(ms);
+            extra.max_lifetime_ms = max_lifetime.map(ms);
             extra.store = store;
         }
         Ok(())
@@ -232,6 +236,24 @@ impl Core {
             data,
             outcome: Outcome::Deliver,
         })
+    }
+
+    /// The open stream a subscription POST names, checked as PocketBase does:
+    /// it must exist (404), and the POST must come from the IP the stream
+    /// came from (400).
+    pub fn realtime_client(
+        &mut self,
+        id: &[u8],
+        key: usize,
+        ip: IpAddr,
+    ) -> Result<&mut Client, ApiError> {
+        let client = self
+            .live(id, key)
+            .map_err(|_| ApiError::new(404, "Missing or invalid client id."))?;
+        if client.ip != ip.to_canonical() {
+            return Err(ApiError::bad_request("Invalid realtime client."));
+        }
+        Ok(client)
     }
 
     /// Removes a stream and everything it held, then tells the disconnect
@@ -295,14 +317,8 @@ impl Core {
         subs: Vec<String>,
         auth: Option<Auth>,
     ) -> Result<(), ApiError> {
-        let client = self
-            .clients
-            .get_mut(key)
-            .filter(|c| c.id[..] == *id && c.end.is_none())
-            .ok_or_else(|| ApiError::new(404, "Missing or invalid client id."))?;
-        if client.ip != ip.to_canonical() {
-            return Err(ApiError::bad_request("Invalid realtime client."));
-        }
+        self.realtime_client(id, key, ip)?;
+        let client = &mut self.clients[key];
         if let Some(stored) = client.auth() {
             let same = auth
                 .as_ref()
@@ -538,9 +554,14 @@ enum OverCap {
     Refuse,
 }
 
-/// A send to one client refused because its queue is full.
+/// Why a delivery was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct QueueFull;
+enum Refused {
+    /// A send to one client whose queue is full.
+    Full,
+    /// The frame alone is over `--max-queue-bytes`: no client can take it.
+    TooLarge,
+}
 
 /// The parts of a core that a delivery changes.
 struct Fanout<'a> {
@@ -564,7 +585,7 @@ impl Fanout<'_> {
         name: &str,
         data: &[u8],
         over_cap: OverCap,
-    ) -> Result<bool, QueueFull> {
+    ) -> Result<bool, Refused> {
         if client.end.is_some() {
             return Ok(false);
         }
@@ -576,17 +597,17 @@ impl Fanout<'_> {
                 data,
                 outcome: Outcome::Deliver,
             };
-            match self.hooks.message(&mut event) {
-                Outcome::Deliver => frame,
-                Outcome::Skip => {
+            let outcome = self.hooks.message(&mut event);
+            match outcome.event(name, data) {
+                None => {
                     // As in PocketBase, a skipped message still resets the idle timer.
                     client.last_write_ms = self.now;
                     self.stats.hook_skipped += 1;
                     return Ok(false);
                 }
-                Outcome::Replace { name: n, data: d } => {
-                    let n = n.as_deref().unwrap_or(name);
-                    own = Rc::new(Frame::new(n.as_bytes(), d.as_deref().unwrap_or(data)));
+                Some(_) if outcome == Outcome::Deliver => frame,
+                Some((name, data)) => {
+                    own = Rc::new(Frame::new(name.as_bytes(), data));
                     &own
                 }
             }
@@ -599,9 +620,14 @@ impl Fanout<'_> {
             return Ok(true);
         }
         let len = frame.wire_len(client.mode);
+        if len > self.max_queue {
+            // Not the client's fault: it is not dropped, the frame is.
+            self.stats.oversized_frames += 1;
+            return Err(Refused::TooLarge);
+        }
         if client.queued_bytes + len > self.max_queue {
             if over_cap == OverCap::Refuse {
-                return Err(QueueFull);
+                return Err(Refused::Full);
             }
             drop_slow_consumer(
                 client,
@@ -667,7 +693,7 @@ mod tests {
     use std::task::{Context, Poll, Waker};
 
     fn core() -> Core {
-        Core::new(0, Arc::new(Config::defaults()), Hooks::new())
+        Core::new(0, Arc::new(Config::default()), Hooks::new())
     }
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -764,8 +790,9 @@ mod tests {
         };
         assert_eq!(c.publish(&[note(Audience::Public)]), 5);
         assert_eq!(c.publish(&[note(Audience::Superusers)]), 1);
-        assert_eq!(c.publish(&[note(Audience::Users(["u1".into()].into()))]), 3);
-        assert_eq!(c.publish(&[note(Audience::Users([].into()))]), 1);
+        let users = |ids: &[&str]| Audience::Users(crate::publish::UserIds::new(ids.to_vec()));
+        assert_eq!(c.publish(&[note(users(&["u1"]))]), 3);
+        assert_eq!(c.publish(&[note(users(&[]))]), 1);
         assert_eq!(
             c.publish(&[Message::to_user("u1", None, "inbox", *b"1")]),
             2
@@ -893,7 +920,7 @@ mod tests {
         use std::os::fd::AsRawFd;
         let config = Config {
             idle_timeout: std::time::Duration::ZERO,
-            ..Config::defaults()
+            ..Config::default()
         };
         let mut c = Core::new(0, Arc::new(config), Hooks::new());
         let (_peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -919,7 +946,7 @@ mod tests {
         let mut c = core();
         c.config = Arc::new(Config {
             max_queue_bytes: 200,
-            ..Config::defaults()
+            ..Config::default()
         });
         let (k, id) = c.register(LOCAL, -1, BodyMode::Chunked).unwrap();
         c.subscribe(&id, k, LOCAL, vec!["t".into()], None).unwrap();

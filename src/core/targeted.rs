@@ -4,7 +4,7 @@
 //! routes it there through the ring.
 
 use super::clients::{Client, EndReason};
-use super::{Core, OverCap, QueueFull, end};
+use super::{Core, OverCap, Refused, end};
 use crate::broker::{BrokerError, ClientInfo, StoreOp};
 use crate::realtime::frame::Frame;
 use serde_json::Value;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 impl Core {
     /// The registered client `id` at slab `key`, whose stream is still open.
-    fn live(&mut self, id: &[u8], key: usize) -> Result<&mut Client, BrokerError> {
+    pub(super) fn live(&mut self, id: &[u8], key: usize) -> Result<&mut Client, BrokerError> {
         self.clients
             .get_mut(key)
             .filter(|c| c.id[..] == *id && c.end.is_none())
@@ -34,9 +34,13 @@ impl Core {
         let frame = Rc::new(Frame::new(name.as_bytes(), data));
         let (mut fanout, _, _, clients) = self.fanout();
         let client = &mut clients[key];
+        fanout.stats.messages += 1;
         let delivered = fanout
             .deliver(key as u32, client, &frame, name, data, OverCap::Refuse)
-            .map_err(|QueueFull| BrokerError::QueueFull(client.id_str().to_owned()))?;
+            .map_err(|refused| match refused {
+                Refused::Full => BrokerError::QueueFull(client.id_str().to_owned()),
+                Refused::TooLarge => BrokerError::TooLarge(frame.wire_len(client.mode)),
+            })?;
         self.finish_fanout(u64::from(delivered));
         Ok(delivered)
     }
@@ -142,7 +146,7 @@ mod tests {
     fn send_reaches_one_client_and_refuses_when_full() {
         let config = Config {
             max_queue_bytes: 300,
-            ..Config::defaults()
+            ..Config::default()
         };
         let mut c = core_with(config, Hooks::new());
         let (a, id_a) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
@@ -166,7 +170,7 @@ mod tests {
 
     #[test]
     fn broadcast_store_and_end() {
-        let mut c = core_with(Config::defaults(), Hooks::new());
+        let mut c = core_with(Config::default(), Hooks::new());
         let (a, id_a) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
         let (b, id_b) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
         c.subscribe(&id_b, b, LOCAL, vec!["t".into()], None)
@@ -208,7 +212,7 @@ mod tests {
                 e.set_data(format!("{{\"for\":\"{}\"}}", &e.client().id()[..4]));
             }
         });
-        let mut c = core_with(Config::defaults(), hooks);
+        let mut c = core_with(Config::default(), hooks);
         let (a, id_a) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
         let (b, id_b) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
         for (k, id) in [(a, id_a), (b, id_b)] {

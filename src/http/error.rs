@@ -59,6 +59,11 @@ impl ApiError {
     }
 }
 
+/// An event name with a line break (see `frame::is_valid_name`).
+pub fn line_breaks() -> Value {
+    json!({"code": "validation_invalid_format", "message": "Must not contain line breaks."})
+}
+
 /// `{"code":"validation_required","message":"Cannot be blank."}`
 pub fn required() -> Value {
     json!({"code": "validation_required", "message": "Cannot be blank."})

@@ -125,13 +125,16 @@ impl<'a> Responder<'a> {
     }
 
     /// An error answered to a stream request after its SSE headers were set
-    /// (a refused connect): PocketBase keeps them, with a JSON body.
-    pub fn stream_error(&self, out: &mut Vec<u8>, err: &ApiError) {
+    /// (a refused connect): PocketBase keeps them, with a JSON body (not
+    /// written for HEAD).
+    pub fn stream_error(&self, out: &mut Vec<u8>, err: &ApiError, head_only: bool) {
         let body = err.body();
         self.stream_head_fields(out, err.status);
         self.trailer(out, Some(body.len()));
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&body);
+        if !head_only {
+            out.extend_from_slice(&body);
+        }
     }
 
     fn stream_head_fields(&self, out: &mut Vec<u8>, status: u16) {

@@ -46,7 +46,7 @@ pub struct Frame {
 impl Frame {
     /// Builds the frame for an event named `name` carrying `data`.
     pub fn new(name: &[u8], data: &[u8]) -> Frame {
-        let event = event_body_len(name, data);
+        let event = event_body_len(name.len(), data);
         let chunk_len = 3 + ID_LEN + event;
         let hex = HexLen::new(chunk_len);
         let mut buf = Vec::with_capacity(hex.len() + 2 + chunk_len - ID_LEN + 2);
@@ -107,7 +107,7 @@ impl Frame {
 
 /// Writes one complete event for `id` (used for `PB_CONNECT`, which is per client anyway).
 pub fn write_event(out: &mut Vec<u8>, mode: BodyMode, id: &[u8], name: &[u8], data: &[u8]) {
-    let chunk_len = 3 + id.len() + event_body_len(name, data);
+    let chunk_len = 3 + id.len() + event_body_len(name.len(), data);
     if mode == BodyMode::Chunked {
         out.extend_from_slice(HexLen::new(chunk_len).as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -118,6 +118,19 @@ pub fn write_event(out: &mut Vec<u8>, mode: BodyMode, id: &[u8], name: &[u8], da
     if mode == BodyMode::Chunked {
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Whether `name` can be an event name: a line break would end the `event:`
+/// field and let the rest pass for fields of its own (forged events).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.contains(['\r', '\n'])
+}
+
+/// Bytes one event takes on the wire at most (chunked, id included): what
+/// counts against a client's `--max-queue-bytes`.
+pub fn max_wire_len(name_len: usize, data: &[u8]) -> usize {
+    let chunk = 3 + ID_LEN + event_body_len(name_len, data);
+    HexLen::new(chunk).as_bytes().len() + 2 + chunk + 2
 }
 
 /// `\nevent:<name>\n` + one `data:<line>\n` per line + `\n`.
@@ -133,9 +146,9 @@ fn write_event_body(out: &mut Vec<u8>, name: &[u8], data: &[u8]) {
     out.push(b'\n');
 }
 
-fn event_body_len(name: &[u8], data: &[u8]) -> usize {
+fn event_body_len(name_len: usize, data: &[u8]) -> usize {
     let lines: usize = DataLines::new(data).map(|l| 6 + l.len()).sum();
-    7 + name.len() + 1 + lines + 1
+    7 + name_len + 1 + lines + 1
 }
 
 /// Splits data at CR LF, LF or CR — the line ends SSE recognises — so that each

@@ -947,6 +947,16 @@ impl Server {
     }
 
     /// GET /api/stats as JSON (ringcast only).
+    /// `POST /api/publish` with this JSON body, whatever the answer.
+    #[track_caller]
+    pub fn publish_raw_json(&self, body: &str) -> Response {
+        self.request(&curl_post_json(
+            &self.host(),
+            "/api/publish",
+            body.as_bytes(),
+        ))
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         let r = self.get("/api/stats");
         assert_eq!(
