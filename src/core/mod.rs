@@ -18,7 +18,7 @@ use crate::hooks::{
     ConnectEvent, DisconnectEvent, Hooks, MessageEvent, Outcome, Request, Store, SubscribeEvent,
 };
 use crate::http::error::ApiError;
-use crate::publish::{Message, Target};
+use crate::publish::{Audience, Message, Target};
 use crate::realtime::frame::{BodyMode, Frame, ID_LEN};
 use bytes::Bytes;
 use clients::{Client, EndReason, MAX_CLIENTS_PER_CORE};
@@ -377,7 +377,11 @@ impl Core {
                            frame: &Rc<Frame>,
                            name: &str,
                            msg: &Message| {
-            if msg.audience.admits(client.auth())
+            let admitted = match &msg.audience {
+                Audience::Public => true,
+                audience => audience.admits(client.auth()),
+            };
+            if admitted
                 && fanout.deliver(key, client, frame, name, &msg.data, OverCap::Disconnect)
                     == Ok(true)
             {
@@ -589,54 +593,65 @@ impl Fanout<'_> {
         if client.end.is_some() {
             return Ok(false);
         }
-        let own;
-        let frame = if self.hooks.has_message() {
-            let mut event = MessageEvent {
-                client: client.view(),
-                name,
-                data,
-                outcome: Outcome::Deliver,
-            };
-            let outcome = self.hooks.message(&mut event);
-            match outcome.event(name, data) {
-                None => {
-                    // As in PocketBase, a skipped message still resets the idle timer.
-                    client.last_write_ms = self.now;
-                    self.stats.hook_skipped += 1;
-                    return Ok(false);
-                }
-                Some(_) if outcome == Outcome::Deliver => frame,
-                Some((name, data)) => {
-                    own = Rc::new(Frame::new(name.as_bytes(), data));
-                    &own
-                }
-            }
-        } else {
-            frame
+        if self.hooks.has_message() {
+            return self.deliver_through_hook(key, client, frame, name, data, over_cap);
+        }
+        self.queue(key, client, frame, over_cap)
+    }
+
+    /// [`Fanout::deliver`] with a message hook: the hook may skip the message
+    /// or give this client a frame of its own. Kept out of line so that the
+    /// common path (no hook) stays small.
+    #[inline(never)]
+    fn deliver_through_hook(
+        &mut self,
+        key: u32,
+        client: &mut Client,
+        frame: &Rc<Frame>,
+        name: &str,
+        data: &[u8],
+        over_cap: OverCap,
+    ) -> Result<bool, Refused> {
+        let mut event = MessageEvent {
+            client: client.view(),
+            name,
+            data,
+            outcome: Outcome::Deliver,
         };
+        let outcome = self.hooks.message(&mut event);
+        match outcome.event(name, data) {
+            None => {
+                // As in PocketBase, a skipped message still resets the idle timer.
+                client.last_write_ms = self.now;
+                self.stats.hook_skipped += 1;
+                Ok(false)
+            }
+            Some(_) if outcome == Outcome::Deliver => self.queue(key, client, frame, over_cap),
+            Some((name, data)) => {
+                let own = Rc::new(Frame::new(name.as_bytes(), data));
+                self.queue(key, client, &own, over_cap)
+            }
+        }
+    }
+
+    /// Links `frame` into `client`'s queue and puts it in the flush line; a
+    /// client over its byte cap is dropped or the send refused (`over_cap`).
+    #[inline]
+    fn queue(
+        &mut self,
+        key: u32,
+        client: &mut Client,
+        frame: &Rc<Frame>,
+        over_cap: OverCap,
+    ) -> Result<bool, Refused> {
         if client.mode == BodyMode::Discard {
             // HEAD streams write no body, but a message still counts as delivered.
             client.last_write_ms = self.now;
             return Ok(true);
         }
         let len = frame.wire_len(client.mode);
-        if len > self.max_queue {
-            // Not the client's fault: it is not dropped, the frame is.
-            self.stats.oversized_frames += 1;
-            return Err(Refused::TooLarge);
-        }
         if client.queued_bytes + len > self.max_queue {
-            if over_cap == OverCap::Refuse {
-                return Err(Refused::Full);
-            }
-            drop_slow_consumer(
-                client,
-                self.deliveries,
-                self.stats,
-                1,
-                "its queue went over --max-queue-bytes",
-            );
-            return Ok(false);
+            return Err(self.over_cap(client, len, over_cap));
         }
         self.deliveries.push(&mut client.queue, frame.clone());
         client.queued_bytes += len;
@@ -646,6 +661,27 @@ impl Fanout<'_> {
             self.dirty.push_back(key);
         }
         Ok(true)
+    }
+
+    /// A frame of `len` bytes does not fit in `client`'s queue: refuse the
+    /// send, or drop the client as a slow consumer (a frame that could never
+    /// fit is refused either way: that is not the client's fault).
+    #[cold]
+    fn over_cap(&mut self, client: &mut Client, len: usize, over_cap: OverCap) -> Refused {
+        if len > self.max_queue {
+            self.stats.oversized_frames += 1;
+            return Refused::TooLarge;
+        }
+        if over_cap == OverCap::Disconnect {
+            drop_slow_consumer(
+                client,
+                self.deliveries,
+                self.stats,
+                1,
+                "its queue went over --max-queue-bytes",
+            );
+        }
+        Refused::Full
     }
 }
 
