@@ -1,7 +1,7 @@
 //! Starting and stopping the whole server: one thread per core, each with its
 //! own listener on the same port, and signal handling for a graceful stop.
 
-use crate::auth::{Access, AccessError};
+use crate::auth::{Access, AccessError, AuthArgs};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::hooks::Hooks;
@@ -139,7 +139,7 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// Replaces every setting at once.
+    /// Replaces every setting at once (including those set before).
     pub fn config(mut self, config: Config) -> Self {
         self.server.config = config;
         self
@@ -189,6 +189,13 @@ impl ServerBuilder {
     /// Largest request body accepted.
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.server.config.max_body_bytes = n;
+        self
+    }
+
+    /// How subscribers' tokens are verified, the topic rules and the trusted
+    /// proxies (the `--auth-*`, `--rules` and `--trusted-proxy` flags).
+    pub fn access(mut self, auth: AuthArgs) -> Self {
+        self.server.config.auth = auth;
         self
     }
 

@@ -121,11 +121,6 @@ fn broker_operations_across_cores() {
     }
     assert_eq!(block(broker.publish("all", &json!("x"))), Ok(n as u64));
     assert_eq!(block(broker.publish("own-0", &json!(0))), Ok(1));
-    let record = json!({"id": "r1", "title": "t"});
-    assert_eq!(
-        block(broker.publish_record("posts", None, Action::Create, &record)),
-        Ok(0)
-    );
     assert_eq!(
         block(broker.broadcast("hello", &json!({"b": 1}))),
         Ok(n as u64)
@@ -137,6 +132,16 @@ fn broker_operations_across_cores() {
         }
         c.expect_event("hello", r#"{"b":1}"#);
     }
+    srv.subscribe(&clients[1], &["own-1", "all", "posts/*"]);
+    let record = json!({"id": "r1", "title": "t"});
+    assert_eq!(
+        block(broker.publish_record("posts", Some("pbc_1"), Action::Create, &record)),
+        Ok(1)
+    );
+    clients[1].expect_event(
+        "posts/*",
+        r#"{"record":{"id":"r1","title":"t"},"action":"create"}"#,
+    );
     assert!(matches!(
         block(broker.publish_record("posts", None, Action::Update, &json!({"no": "id"}))),
         Err(BrokerError::Data(_))
@@ -654,5 +659,85 @@ fn browsers_cannot_use_the_admin_api_without_a_token() {
     }
     // The same requests from a backend (no Origin) are fine.
     assert_eq!(admin(&srv, "GET", "/api/clients", None, None).status(), 200);
+    running.shutdown();
+}
+
+#[test]
+fn identities_reach_hooks_the_broker_and_the_admin_listing() {
+    const SECRET: &str = "embed-test-secret-0123456789-abcdefghij";
+    let token = |id: &str| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({"id": id, "collectionId": "_pb_users_auth_", "collectionName": "users", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let seen = Log::default();
+    let s = seen.clone();
+    let hooks = Hooks::new().on_subscribe(move |e| {
+        s.push(format!("{}:{:?}", e.client().id(), e.auth().map(|a| &a.id)));
+        Ok(())
+    });
+    let access = ringcast::auth::AuthArgs {
+        auth_jwt_secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let (running, srv) = start(hooks, |b| b.access(access));
+    let broker = running.broker();
+    let mut clients = streams_on_both_cores(&srv, &broker, 1);
+    let (alice, bob) = (token("alice"), token("bob"));
+    for (i, c) in clients.iter().enumerate() {
+        let t = if i % 2 == 0 { &alice } else { &bob };
+        let r = srv.request(&curl_request(
+            &srv.host(),
+            "POST",
+            "/api/realtime",
+            &[("Content-Type", "application/json"), ("Authorization", t)],
+            Some(subs_body(&c.id, &["x"]).as_bytes()),
+            &[],
+        ));
+        r.assert_204("subscribe with a token");
+        let who = if i % 2 == 0 { "alice" } else { "bob" };
+        seen.wait_for(&format!("{}:Some({who:?})", c.id));
+        let info = block(broker.client_by_id(&c.id)).unwrap();
+        let auth = info.auth.expect("the broker sees the auth");
+        assert_eq!(
+            (auth.id.as_str(), auth.collection_name.as_str()),
+            (who, "users")
+        );
+    }
+    let r = admin(&srv, "GET", "/api/clients?perPage=1000", None, None);
+    for item in r.json()["items"].as_array().unwrap() {
+        let id = item["auth"]["id"].as_str().expect("auth in the listing");
+        assert!(id == "alice" || id == "bob", "{item}");
+    }
+    // Every stream of alice, on both cores, and no one else.
+    let alices = clients.len().div_ceil(2) as u64;
+    assert_eq!(
+        block(broker.send_to_user("alice", None, "inbox", &json!({"n": 1}))),
+        Ok(alices)
+    );
+    assert_eq!(
+        block(broker.send_to_user("alice", Some("other"), "inbox", &1)),
+        Ok(0)
+    );
+    for (i, c) in clients.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            c.expect_event("inbox", r#"{"n":1}"#);
+        }
+    }
+    assert_eq!(
+        block(broker.publish("x", &"marker")),
+        Ok(clients.len() as u64)
+    );
+    for c in clients.iter_mut() {
+        c.expect_event("x", r#""marker""#); // bob's streams got no inbox event before it
+    }
     running.shutdown();
 }
