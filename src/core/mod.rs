@@ -226,16 +226,21 @@ impl Core {
     }
 
     /// What the message hook decides for one message to client `key`.
-    pub(crate) fn hook_message(&self, key: usize, name: &str, data: &[u8]) -> Outcome {
+    /// A skip is counted in `hook_skipped`, as for every other message.
+    pub(crate) fn hook_message(&mut self, key: usize, name: &str, data: &[u8]) -> Outcome {
         if !self.hooks.has_message() {
             return Outcome::Deliver;
         }
-        self.hooks.message(&mut MessageEvent {
+        let outcome = self.hooks.message(&mut MessageEvent {
             client: self.clients[key].view(),
             name,
             data,
             outcome: Outcome::Deliver,
-        })
+        });
+        if outcome == Outcome::Skip {
+            self.stats.hook_skipped += 1;
+        }
+        outcome
     }
 
     /// The open stream a subscription POST names, checked as PocketBase does:

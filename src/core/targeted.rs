@@ -204,6 +204,26 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_pb_connect_is_counted() {
+        let hooks = Hooks::new().on_message(|e| {
+            if e.name() == "PB_CONNECT" {
+                e.skip();
+            }
+        });
+        let mut c = core_with(Config::default(), hooks);
+        let (k, _) = c.register(LOCAL, -1, BodyMode::Raw).unwrap();
+        assert_eq!(
+            c.hook_message(k, "PB_CONNECT", b"{}"),
+            crate::hooks::Outcome::Skip
+        );
+        assert_eq!(
+            c.hook_message(k, "other", b"{}"),
+            crate::hooks::Outcome::Deliver
+        );
+        assert_eq!(c.stats().hook_skipped, 1);
+    }
+
+    #[test]
     fn message_hook_skips_and_rewrites_per_client() {
         let hooks = Hooks::new().on_message(|e| {
             if e.client().get("mute").is_some() {
