@@ -11,8 +11,7 @@
 use crate::broker::Broker;
 use crate::http::error::{self, ApiError};
 use crate::http::request::{Head, Method};
-use crate::realtime::frame;
-use crate::realtime::subscribe::MAX_TOPIC_BYTES;
+use crate::publish;
 use serde_json::{Map, Value, json};
 
 /// PocketBase's list defaults.
@@ -113,27 +112,12 @@ fn paging(query: &str) -> (usize, usize) {
 
 /// `{"event": "…", "data": <any JSON>}` → the event name and compact data.
 fn event_body(body: &[u8]) -> Result<(String, Vec<u8>), ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "The body is not valid JSON ({e}); send {{\"event\":\"…\",\"data\":…}}."
-        ))
-    })?;
-    let Value::Object(map) = value else {
-        return Err(ApiError::bad_request(
-            "The body must be a JSON object: {\"event\":\"…\",\"data\":…}.",
-        ));
-    };
+    let map = publish::json_object(body, r#"{"event":"…","data":…}"#)?;
     let mut errors = Map::new();
     let event = match map.get("event") {
-        Some(Value::String(s)) if s.len() > MAX_TOPIC_BYTES => {
-            errors.insert("event".into(), error::too_long(MAX_TOPIC_BYTES));
-            None
+        Some(Value::String(s)) if !s.is_empty() => {
+            publish::check_event_name(s, "event", &mut errors).then(|| s.clone())
         }
-        Some(Value::String(s)) if !frame::is_valid_name(s) => {
-            errors.insert("event".into(), error::line_breaks());
-            None
-        }
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         _ => {
             errors.insert("event".into(), error::required());
             None

@@ -255,7 +255,7 @@ impl Broker {
         let message = Message::record(
             collection,
             collection_id,
-            action.as_str(),
+            action,
             id,
             record.to_string().as_bytes(),
         );

@@ -28,8 +28,6 @@ use smallvec::SmallVec;
 /// Most messages one request may carry.
 pub const MAX_BATCH: usize = 10_000;
 
-const ACTIONS: [&str; 3] = ["create", "update", "delete"];
-
 /// What happened to a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -39,6 +37,13 @@ pub enum Action {
 }
 
 impl Action {
+    const ALL: [Action; 3] = [Action::Create, Action::Update, Action::Delete];
+
+    /// The action named `name` (as in the payload), if there is one.
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
     /// The name PocketBase puts in the payload's `action`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -161,7 +166,7 @@ impl Message {
     pub fn record(
         collection: &str,
         collection_id: Option<&str>,
-        action: &str,
+        action: Action,
         record_id: &str,
         record_json: &[u8],
     ) -> Message {
@@ -177,7 +182,7 @@ impl Message {
         data.extend_from_slice(b"{\"record\":");
         data.extend_from_slice(record_json);
         data.extend_from_slice(b",\"action\":\"");
-        data.extend_from_slice(action.as_bytes());
+        data.extend_from_slice(action.as_str().as_bytes());
         data.extend_from_slice(b"\"}");
         Message {
             target: Target::Topics(topics),
@@ -189,16 +194,10 @@ impl Message {
 
 /// Parses a publish body into the messages it carries, in order.
 pub fn parse(body: &[u8]) -> Result<Vec<Message>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "The body is not valid JSON ({e}); send {{\"topic\":\"…\",\"data\":…}}, a record event or {{\"messages\":[…]}}."
-        ))
-    })?;
-    let Value::Object(map) = value else {
-        return Err(ApiError::bad_request(
-            "The body must be a JSON object: {\"topic\":\"…\",\"data\":…}, a record event or {\"messages\":[…]}.",
-        ));
-    };
+    let map = json_object(
+        body,
+        r#"{"topic":"…","data":…}, a record event or {"messages":[…]}"#,
+    )?;
     if let Some(messages) = map.get("messages") {
         let Value::Array(items) = messages else {
             return Err(field_error(
@@ -305,10 +304,16 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
                 None
             }
         };
-        let action = required_str(map, "action", &mut errors);
-        if action.is_some_and(|a| !ACTIONS.contains(&a)) {
-            errors.insert("action".into(), error::not_in(&ACTIONS));
-        }
+        let action = required_str(map, "action", &mut errors).and_then(|name| {
+            let action = Action::from_name(name);
+            if action.is_none() {
+                errors.insert(
+                    "action".into(),
+                    error::not_in(&Action::ALL.map(Action::as_str)),
+                );
+            }
+            action
+        });
         let record = match map.get("record") {
             Some(record @ Value::Object(r)) => match r.get("id") {
                 Some(Value::String(id)) if !id.is_empty() => Some((record, id.as_str())),
@@ -347,10 +352,8 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
         }
     } else {
         let topic = required_str(map, "topic", &mut errors);
-        if topic.is_some_and(|t| t.len() > MAX_TOPIC_BYTES) {
-            errors.insert("topic".into(), error::too_long(MAX_TOPIC_BYTES));
-        } else if topic.is_some_and(|t| !frame::is_valid_name(t)) {
-            errors.insert("topic".into(), error::line_breaks());
+        if let Some(t) = topic {
+            check_event_name(t, "topic", &mut errors);
         }
         let user = match map.get("userId") {
             None | Some(Value::Null) => None,
@@ -375,6 +378,33 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
             _ => Err(errors),
         }
     }
+}
+
+/// A request body that must be a JSON object; `shape` says what to send.
+pub(crate) fn json_object(body: &[u8], shape: &str) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(format!(
+            "The body must be a JSON object: {shape}."
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "The body is not valid JSON ({e}); send {shape}."
+        ))),
+    }
+}
+
+/// Whether `name`, given as field `field`, can be an event name (topics
+/// become event names too): not too long, no line breaks. Records the error.
+pub(crate) fn check_event_name(name: &str, field: &str, errors: &mut Map<String, Value>) -> bool {
+    let error = if name.len() > MAX_TOPIC_BYTES {
+        error::too_long(MAX_TOPIC_BYTES)
+    } else if !frame::is_valid_name(name) {
+        error::line_breaks()
+    } else {
+        return true;
+    };
+    errors.insert(field.into(), error);
+    false
 }
 
 fn required_str<'a>(

@@ -30,6 +30,18 @@ pub enum Command {
     Shutdown,
 }
 
+/// `f` as a job, and where its result will arrive.
+fn job<T: Send + 'static>(
+    f: impl FnOnce(&mut Core) -> T + Send + 'static,
+) -> (Job, oneshot::Receiver<T>) {
+    let (reply, rx) = oneshot::channel();
+    let job: Job = Box::new(move |core| {
+        // The caller may have gone; then nobody needs the answer.
+        let _ = reply.send(f(core));
+    });
+    (job, rx)
+}
+
 /// A core's inbox, read by that core's loop only.
 pub type Inbox = mpsc::Receiver<Command>;
 
@@ -96,11 +108,7 @@ impl Ring {
         core: usize,
         f: impl FnOnce(&mut Core) -> T + Send + 'static,
     ) -> Result<T, ShuttingDown> {
-        let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |core| {
-            // The caller may have gone; then nobody needs the answer.
-            let _ = reply.send(f(core));
-        });
+        let (job, rx) = job(f);
         self.cores[core]
             .send(Command::Run(job))
             .await
@@ -116,11 +124,8 @@ impl Ring {
         let f = Arc::new(f);
         let mut replies = Vec::with_capacity(self.cores.len());
         for core in self.cores.iter() {
-            let (reply, rx) = oneshot::channel();
             let f = f.clone();
-            let job: Job = Box::new(move |core| {
-                let _ = reply.send(f(core));
-            });
+            let (job, rx) = job(move |core: &mut Core| f(core));
             core.send(Command::Run(job))
                 .await
                 .map_err(|_| ShuttingDown)?;
