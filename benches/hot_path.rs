@@ -12,18 +12,17 @@
 //! Run: `cargo bench --bench hot_path`
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group};
-use ringcast::core::Core;
 use ringcast::core::topics::Topics;
+use ringcast::core::{Core, Policy, Settings};
+use ringcast::frame::{BodyMode, Frame};
 use ringcast::http::request::parse_head;
-use ringcast::publish::Message;
-use ringcast::realtime::frame::{BodyMode, Frame};
-use ringcast::{Config, Hooks};
+use ringcast::runtime::SocketRef;
+use ringcast::{Config, Hooks, Message};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -51,17 +50,24 @@ static GLOBAL: Counting = Counting;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+/// A core with the server's default settings but an unbounded queue.
+fn new_core(hooks: Hooks) -> Core {
+    let settings = Settings {
+        max_queue_bytes: usize::MAX / 2,
+        ..Config::default().core_settings()
+    };
+    Core::new(0, settings, Policy::new(hooks, Default::default()))
+}
+
 /// A core with `n` in-memory clients (no sockets) subscribed to `chat`.
 fn core_with_clients(n: usize, hooks: Hooks) -> (Core, Vec<usize>) {
-    let config = Config {
-        max_queue_bytes: usize::MAX / 2,
-        ..Config::default()
-    };
-    let mut core = Core::new(0, Arc::new(config), hooks);
+    let mut core = new_core(hooks);
     let keys = (0..n)
         .map(|_| {
-            let (key, id) = core.register(LOCAL, -1, BodyMode::Chunked).expect("slot");
-            core.subscribe(&id, key, LOCAL, vec!["chat".to_owned()], None)
+            let (key, id) = core
+                .register(LOCAL, SocketRef::new(-1), BodyMode::Chunked)
+                .expect("slot");
+            core.set_subscriptions(&id, key, LOCAL, vec!["chat".to_owned()], None)
                 .expect("subscribe");
             key
         })
@@ -71,19 +77,15 @@ fn core_with_clients(n: usize, hooks: Hooks) -> (Core, Vec<usize>) {
 
 /// A core whose `n` clients write to real sockets; returns the peers to read.
 fn core_with_sockets(n: usize) -> (Core, Vec<UnixStream>, Vec<UnixStream>) {
-    let config = Config {
-        max_queue_bytes: usize::MAX / 2,
-        ..Config::default()
-    };
-    let mut core = Core::new(0, Arc::new(config), Hooks::new());
+    let mut core = new_core(Hooks::new());
     let (mut ours, mut peers) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let (peer, sock) = UnixStream::pair().expect("socketpair");
         peer.set_nonblocking(true).expect("nonblocking");
         let (key, id) = core
-            .register(LOCAL, sock.as_raw_fd(), BodyMode::Chunked)
+            .register(LOCAL, SocketRef::new(sock.as_raw_fd()), BodyMode::Chunked)
             .expect("slot");
-        core.subscribe(&id, key, LOCAL, vec!["chat".to_owned()], None)
+        core.set_subscriptions(&id, key, LOCAL, vec!["chat".to_owned()], None)
             .expect("subscribe");
         ours.push(sock);
         peers.push(peer);
@@ -192,8 +194,8 @@ fn frame(c: &mut Criterion) {
 fn matching(c: &mut Criterion) {
     let mut topics = Topics::default();
     for i in 0..10_000u32 {
-        topics.subscribe(&format!("topic{i}"), i);
-        topics.subscribe(&format!("topic{i}?options=%7B%7D"), i);
+        topics.add(&format!("topic{i}"), i);
+        topics.add(&format!("topic{i}?options=%7B%7D"), i);
     }
     c.bench_function("match/one_of_20k_subscriptions", |b| {
         b.iter(|| topics.matching(black_box("topic4242")).count())

@@ -1,15 +1,20 @@
 //! [`Broker`]: the server seen from the embedding application — PocketBase's
 //! `app.SubscriptionsBroker()`, shaped for a thread-per-core server.
 //!
-//! There is no global client map: a client id names its owner core and slot,
-//! so a call about one client is routed to that core through the ring and runs
-//! there; listings and broadcasts ask every core. Every method is `async` and
+//! The broker is the one way into the cores, for the embedding application
+//! and for the HTTP API alike, so both get the same checks and answers.
+//! There is no global client map: a client id names its owner core and slab
+//! key, so a call about one client is routed to that core through the ring
+//! and runs there (at once, when the caller is that core's own thread);
+//! listings and broadcasts ask every core. Every method is `async` and
 //! works from any thread and any executor (the ring's channels need no
 //! particular runtime): from a tokio app, `broker.send(..).await`; from a
 //! plain thread, any `block_on` (e.g. `futures::executor::block_on`).
 //!
 //! Sending never blocks a core and never drops silently: a call returns once
-//! the message is queued on the owner core, or with a typed error.
+//! the message is queued on the owner core, or with a typed error. An event
+//! larger than a client's queue may hold (`--max-queue-bytes`) is refused up
+//! front ([`BrokerError::TooLarge`]).
 //!
 //! Never wait for a broker call inside a hook: hooks run on a core, and that
 //! core cannot answer while its hook waits (it would wait forever).
@@ -25,33 +30,35 @@
 //! ```
 
 use crate::auth::Auth;
-use crate::core::clients;
-use crate::core::{Core, CoreStats};
-use crate::hooks::Store;
-use crate::http::error::ApiError;
-use crate::publish::{Action, Message, Target};
-use crate::realtime::frame;
+use crate::core::{self, Core, CoreError, CoreStats};
+use crate::frame;
+use crate::message::{Action, Message};
 use crate::ring::{Ring, ShuttingDown};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::Value;
 use std::net::IpAddr;
-use std::time::SystemTime;
+
+pub use crate::core::{ClientInfo, StoreOp};
 
 /// Why a broker call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
-    /// No open stream has this id (PocketBase's wording).
-    #[error("no client associated with connection ID \"{0}\"")]
-    NotFound(String),
-    /// The client's queue is at `--max-queue-bytes`: it does not read fast
-    /// enough. The message was not queued; the client stays connected.
-    #[error("client \"{0}\" has a full queue (--max-queue-bytes); it is not reading fast enough")]
-    QueueFull(String),
-    /// The event alone is larger than `--max-queue-bytes` (this many bytes):
-    /// no client could ever take it.
-    #[error("the event is {0} bytes, more than a client may have queued (--max-queue-bytes)")]
-    TooLarge(usize),
+    /// The owner core refused (unknown client, full queue, …).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// Message `index` of a batch (`None`: the one event of a send or
+    /// broadcast) takes `bytes` on the wire, more than the `max` bytes a
+    /// client may have queued (`--max-queue-bytes`): no client could ever
+    /// take it, so it is refused before any core sees it.
+    #[error(
+        "the event takes {bytes} bytes, more than the {max} bytes a client may have queued (--max-queue-bytes)"
+    )]
+    TooLarge {
+        index: Option<usize>,
+        bytes: usize,
+        max: usize,
+    },
     /// Event names cannot contain line breaks (they would forge SSE fields).
     #[error("the event name {0:?} contains a line break")]
     InvalidEvent(String),
@@ -68,93 +75,79 @@ impl From<ShuttingDown> for BrokerError {
     }
 }
 
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> ApiError {
-        match e {
-            BrokerError::NotFound(_) => ApiError::new(404, "Missing or invalid client id."),
-            BrokerError::QueueFull(_) => ApiError::new(
-                503,
-                "The client's queue is full: it is not reading fast enough. Try again later.",
-            ),
-            BrokerError::TooLarge(n) => ApiError::new(
-                413,
-                format!(
-                    "The event is {n} bytes, more than a client may have queued (--max-queue-bytes)."
-                ),
-            ),
-            e @ BrokerError::InvalidEvent(_) => ApiError::bad_request(format!("{e}.")),
-            BrokerError::Data(m) => ApiError::bad_request(m),
-            BrokerError::ShuttingDown => ShuttingDown.into(),
-        }
-    }
-}
-
-/// A read or change of one client's store.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoreOp {
-    Get(String),
-    Set(String, Value),
-    Unset(String),
-}
-
-/// A snapshot of one client, taken on its core.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientInfo {
-    pub id: String,
-    pub subscriptions: Vec<String>,
-    /// The IP its stream came from.
-    #[serde(rename = "remoteIP")]
-    pub remote_ip: IpAddr,
-    #[serde(serialize_with = "pocketbase_datetime")]
-    pub connected_at: SystemTime,
-    /// Who it is, once a subscription POST carried a valid token.
-    pub auth: Option<Auth>,
-    #[serde(serialize_with = "sorted")]
-    pub store: Store,
-    /// The core that serves it.
-    pub core: usize,
-}
-
-/// PocketBase's datetime format: `2026-11-23 00:23:02.501Z`.
-fn pocketbase_datetime<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    let text = humantime::format_rfc3339_millis(*t).to_string();
-    s.serialize_str(&text.replacen('T', " ", 1))
-}
-
-/// Store keys in order, so answers are stable.
-fn sorted<S: Serializer>(store: &Store, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(store.iter().collect::<std::collections::BTreeMap<_, _>>())
-}
-
 /// A handle on a running server's clients; cheap to clone, `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct Broker {
     ring: Ring,
+    /// `--max-queue-bytes`: an event larger than this cannot be delivered.
+    max_event_bytes: usize,
 }
 
 impl Broker {
-    pub(crate) fn new(ring: Ring) -> Broker {
-        Broker { ring }
+    pub(crate) fn new(ring: Ring, max_event_bytes: usize) -> Broker {
+        Broker {
+            ring,
+            max_event_bytes,
+        }
     }
 
-    /// The owner core and slot of `id`, or not found.
+    /// The owner core and slab key of `id`, or not found.
     fn locate(&self, id: &str) -> Result<(usize, usize), BrokerError> {
-        clients::locate(id.as_bytes(), self.ring.workers())
-            .ok_or_else(|| BrokerError::NotFound(id.to_owned()))
+        core::locate(id.as_bytes(), self.ring.workers())
+            .ok_or_else(|| CoreError::NotFound(id.to_owned()).into())
     }
 
-    /// Runs `f` with the core owning client `id`, its id bytes and slot.
+    /// Runs `f` with the core owning client `id`, its id bytes and key.
     async fn on_owner<T: Send + 'static>(
         &self,
         id: &str,
-        f: impl FnOnce(&mut Core, &[u8], usize) -> Result<T, BrokerError> + Send + 'static,
+        f: impl FnOnce(&mut Core, &[u8], usize) -> Result<T, CoreError> + Send + 'static,
     ) -> Result<T, BrokerError> {
         let (core, key) = self.locate(id)?;
         let id = id.to_owned();
-        self.ring
+        Ok(self
+            .ring
             .call(core, move |c| f(c, id.as_bytes(), key))
-            .await?
+            .await??)
+    }
+
+    /// Refuses an event no client could take.
+    fn check_size(&self, index: Option<usize>, bytes: usize) -> Result<(), BrokerError> {
+        if bytes > self.max_event_bytes {
+            return Err(BrokerError::TooLarge {
+                index,
+                bytes,
+                max: self.max_event_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that the stream `id` exists and came from `ip`, as a
+    /// subscription POST must (PocketBase's first checks), without changing
+    /// anything: worth doing before asking PocketBase about a token.
+    pub(crate) async fn check_realtime_client(
+        &self,
+        id: &str,
+        ip: IpAddr,
+    ) -> Result<(), BrokerError> {
+        self.on_owner(id, move |c, id, key| c.realtime_client(id, key, ip))
+            .await
+    }
+
+    /// Applies a subscription POST of client `id` from `ip` carrying `auth`:
+    /// replaces its subscriptions with `subscriptions`, on its owner core.
+    pub(crate) async fn set_subscriptions(
+        &self,
+        id: &str,
+        ip: IpAddr,
+        subscriptions: Vec<String>,
+        auth: Option<Auth>,
+    ) -> Result<(), BrokerError> {
+        self.on_owner(id, move |c, id, key| {
+            c.set_subscriptions(id, key, ip, subscriptions, auth)
+        })
+        .await
     }
 
     /// Number of open realtime streams.
@@ -225,6 +218,7 @@ impl Broker {
     ) -> Result<bool, BrokerError> {
         check_event(event)?;
         let (event, data) = (event.to_owned(), data.into());
+        self.check_size(None, frame::max_wire_len(event.len(), &data))?;
         self.on_owner(id, move |c, id, key| c.send(id, key, &event, &data))
             .await
     }
@@ -276,13 +270,14 @@ impl Broker {
         self.publish_messages(vec![message]).await
     }
 
-    /// Publishes prepared messages, in order.
+    /// Publishes prepared messages, in order; returns the number of
+    /// deliveries queued. The whole batch is refused, before any core sees
+    /// it, if one message has an event name with a line break or is larger
+    /// than a client's queue may hold.
     pub async fn publish_messages(&self, batch: Vec<Message>) -> Result<u64, BrokerError> {
-        for message in &batch {
-            match &message.target {
-                Target::Topics(topics) => topics.iter().try_for_each(|t| check_event(t))?,
-                Target::User { event, .. } => check_event(event)?,
-            }
+        for (index, message) in batch.iter().enumerate() {
+            message.event_names().try_for_each(check_event)?;
+            self.check_size(Some(index), message.wire_len())?;
         }
         Ok(self.ring.publish(batch).await?)
     }
@@ -300,6 +295,7 @@ impl Broker {
     ) -> Result<u64, BrokerError> {
         check_event(event)?;
         let data: std::sync::Arc<[u8]> = data.into().into();
+        self.check_size(None, frame::max_wire_len(event.len(), &data))?;
         let event: std::sync::Arc<str> = event.into();
         let counts = self
             .ring

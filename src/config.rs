@@ -73,7 +73,17 @@ impl Config {
     pub fn workers(&self) -> usize {
         self.workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .clamp(1, crate::core::clients::MAX_CORES)
+            .clamp(1, crate::core::MAX_CORES)
+    }
+
+    /// What each core needs of this config.
+    pub fn core_settings(&self) -> crate::core::Settings {
+        crate::core::Settings {
+            workers: self.workers(),
+            idle_timeout: self.idle_timeout,
+            max_lifetime: self.max_lifetime,
+            max_queue_bytes: self.max_queue_bytes,
+        }
     }
 
     /// What `ringcast serve` uses with no flags: the defaults, changed by any

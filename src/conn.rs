@@ -1,21 +1,19 @@
-//! One TCP connection: read requests, route them, write answers.
+//! One TCP connection: its socket, its receive buffer and the one read in
+//! flight, and reading a whole bounded request from it.
 //!
 //! A connection keeps exactly one read in flight at any time, owned here and
 //! carried across requests and into the realtime stream, because a tokio-uring
 //! read cannot be cancelled: dropping it would leave an op (and the fd) behind.
-//! Answers to pipelined requests are gathered and written together. The read
-//! size adapts: small for the typical short request, growing for a client that
-//! fills it (a publisher pipelining many requests), and an idle stream keeps
-//! only a few bytes of buffer.
+//! The read size adapts: small for the typical short request, growing for a
+//! client that fills it (a publisher pipelining many requests), and an idle
+//! stream keeps only a few bytes of buffer. What is done with a request is
+//! `crate::serve`'s business.
 
+use crate::ctx::CoreCtx;
 use crate::http::error::ApiError;
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Head};
-use crate::http::response::{self, Responder};
-use crate::realtime::frame;
-use crate::routes::{self, Route};
+use crate::http::response;
 use crate::runtime::{ReadFuture, Socket};
-use crate::stream::{self, Opened};
-use crate::worker::CoreCtx;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -24,8 +22,6 @@ use tokio::time::{Instant, timeout_at};
 
 const MIN_READ: usize = 2 * 1024;
 const MAX_READ: usize = 64 * 1024;
-/// Answers gathered for pipelined requests are written once they reach this.
-const MAX_PENDING_OUT: usize = 64 * 1024;
 
 pub struct Connection {
     pub ctx: Rc<CoreCtx>,
@@ -36,21 +32,12 @@ pub struct Connection {
     /// The one read in flight, if any.
     pub pending: Option<ReadFuture>,
     read_size: u32,
-    slot: u32,
-}
-
-/// What a connection does after a request.
-enum Next {
-    /// Serve the next request.
-    Continue,
-    /// Become an event stream.
-    Stream { head: Box<Head>, head_only: bool },
-    /// Write what is gathered and close.
-    Close,
+    /// This connection's key in the core's registry.
+    key: u32,
 }
 
 /// How reading the next request ended, when it did not produce one.
-enum Stop {
+pub enum Stop {
     /// Peer closed, or the keep-alive timeout passed with nothing received.
     Quiet,
     /// Answer this error, then close.
@@ -59,7 +46,7 @@ enum Stop {
 
 impl Connection {
     pub fn new(ctx: Rc<CoreCtx>, socket: Socket, peer: SocketAddr) -> Connection {
-        let slot = ctx.core.borrow_mut().open_connection(socket.fd());
+        let key = ctx.core.borrow_mut().open_connection(socket.handle());
         Connection {
             ctx,
             socket,
@@ -67,114 +54,12 @@ impl Connection {
             buf: Vec::new(),
             pending: None,
             read_size: MIN_READ as u32,
-            slot: slot as u32,
+            key: key as u32,
         }
-    }
-
-    /// Serves requests until the peer leaves, an error, or shutdown.
-    pub async fn serve(mut self) {
-        let mut out = Vec::new();
-        loop {
-            // Boxed (and the stream's opening too): the task then stays in
-            // tokio's 384-byte class. Measured: ~60 B less RSS per idle stream
-            // at 10k, since the freed request-serving memory is reused better.
-            let request = Box::pin(self.request(&mut out));
-            match request.await {
-                Next::Continue => {}
-                Next::Close => break,
-                Next::Stream { head, head_only } => {
-                    if !out.is_empty()
-                        && self
-                            .socket
-                            .write_all(std::mem::take(&mut out))
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                    let close = head.close;
-                    let opened = Box::pin(stream::open(&mut self, head, head_only));
-                    match opened.await {
-                        Opened::Stream { key, mode } => {
-                            return stream::park(self, key, mode, close);
-                        }
-                        Opened::Refused => {}
-                        Opened::Failed => return,
-                    }
-                }
-            }
-        }
-        if !out.is_empty() {
-            let _ = self.socket.write_all(out).await;
-        }
-    }
-
-    /// Takes the connection back after a stream ended politely: writes the
-    /// zero-length chunk that ends the stream's body, then serves requests
-    /// again, unless the connection was to close with the stream.
-    pub async fn resume(self, last_chunk: bool, close: bool) {
-        if last_chunk
-            && self
-                .socket
-                .write_all(frame::LAST_CHUNK.to_vec())
-                .await
-                .is_err()
-        {
-            return;
-        }
-        if !close && !self.ctx.core.borrow().shutting_down() {
-            self.serve().await;
-        }
-    }
-
-    /// Reads one request and answers it into `out`, which is written once no
-    /// further pipelined request is waiting in the buffer.
-    async fn request(&mut self, out: &mut Vec<u8>) -> Next {
-        let head = match self.next_request().await {
-            Ok(head) => head,
-            Err(Stop::Quiet) => return Next::Close,
-            Err(Stop::Error(err)) => {
-                let head = Head {
-                    close: true,
-                    http11: true,
-                    ..Head::default()
-                };
-                Responder::new(&head, &self.ctx.cors).error(out, &err);
-                return Next::Close;
-            }
-        };
-        let body = match self.read_body(&head).await {
-            Ok(Some(body)) => body,
-            Ok(None) => return Next::Close,
-            Err(err) => {
-                let head = Head {
-                    close: true,
-                    ..*head
-                };
-                Responder::new(&head, &self.ctx.cors).error(out, &err);
-                return Next::Close;
-            }
-        };
-        let answer = match routes::route(&head) {
-            Route::Stream { head_only } => return Next::Stream { head, head_only },
-            Route::Answer(answer) => answer,
-        };
-        routes::handle(self, answer, &head, &body, out).await;
-        if head.close || self.ctx.core.borrow().shutting_down() {
-            return Next::Close;
-        }
-        let more_buffered = matches!(request::parse_head(&self.buf, usize::MAX), Ok(Some(_)));
-        if (!more_buffered || out.len() >= MAX_PENDING_OUT)
-            && !out.is_empty()
-            && self.socket.write_all(std::mem::take(out)).await.is_err()
-        {
-            return Next::Close;
-        }
-        Next::Continue
     }
 
     /// Reads until a complete request head is buffered, within the timeouts.
-    async fn next_request(&mut self) -> Result<Box<Head>, Stop> {
+    pub async fn next_request(&mut self) -> Result<Box<Head>, Stop> {
         let config = &self.ctx.config;
         let (head_timeout, keepalive) = (config.head_timeout, config.keepalive_timeout);
         let max_head = config.max_header_bytes;
@@ -215,7 +100,7 @@ impl Connection {
     }
 
     /// Reads the request's body (bounded); `Ok(None)` if the peer went away.
-    async fn read_body(&mut self, head: &Head) -> Result<Option<Vec<u8>>, ApiError> {
+    pub async fn read_body(&mut self, head: &Head) -> Result<Option<Vec<u8>>, ApiError> {
         let max = self.ctx.config.max_body_bytes;
         let deadline = deadline_after(self.ctx.config.head_timeout);
         match head.body {
@@ -318,6 +203,6 @@ impl Drop for Connection {
         self.ctx
             .core
             .borrow_mut()
-            .close_connection(self.slot as usize);
+            .close_connection(self.key as usize);
     }
 }

@@ -41,13 +41,43 @@
 //! ```
 
 use crate::auth::Auth;
-use crate::core::clients::EndReason;
-use crate::http::error::ApiError;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why a stream ended; reported in logs, stats and the disconnect hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The peer closed its side or a write failed.
+    ClientClosed,
+    /// No message was delivered for the idle timeout.
+    IdleTimeout,
+    /// The maximum lifetime was reached.
+    Lifetime,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client does not read fast enough: its queue went over its byte
+    /// cap, or its socket took nothing for an idle timeout.
+    SlowConsumer,
+    /// Server code asked for it (`Broker::unregister`, `DELETE /api/clients/{id}`).
+    Unregistered,
+}
+
+impl EndReason {
+    /// Ends that close the stream politely (zero chunk, connection kept).
+    pub fn is_graceful(self) -> bool {
+        matches!(
+            self,
+            EndReason::IdleTimeout
+                | EndReason::Lifetime
+                | EndReason::Shutdown
+                | EndReason::Unregistered
+        )
+    }
+}
 
 /// A client's key/value store (PocketBase's `client.Get/Set/Unset`).
 pub type Store = ahash::HashMap<String, Value>;
@@ -142,14 +172,14 @@ impl Hooks {
         self.disconnect.is_some()
     }
 
-    pub(crate) fn connect(&self, event: &mut ConnectEvent<'_>) -> Result<(), ApiError> {
+    pub(crate) fn run_connect(&self, event: &mut ConnectEvent<'_>) -> Result<(), HookError> {
         let Some(hook) = &self.connect else {
             return Ok(());
         };
         guarded("connect", || hook(event))
     }
 
-    pub(crate) fn subscribe(&self, event: &mut SubscribeEvent<'_>) -> Result<(), ApiError> {
+    pub(crate) fn run_subscribe(&self, event: &mut SubscribeEvent<'_>) -> Result<(), HookError> {
         let Some(hook) = &self.subscribe else {
             return Ok(());
         };
@@ -157,7 +187,7 @@ impl Hooks {
     }
 
     /// Runs the message hook, if any. A panic delivers the message as it was.
-    pub(crate) fn message(&self, event: &mut MessageEvent<'_>) -> Outcome {
+    pub(crate) fn run_message(&self, event: &mut MessageEvent<'_>) -> Outcome {
         if let Some(hook) = &self.message {
             if catch_unwind(AssertUnwindSafe(|| hook(event))).is_err() {
                 tracing::error!(
@@ -170,7 +200,7 @@ impl Hooks {
         std::mem::take(&mut event.outcome)
     }
 
-    pub(crate) fn disconnect(&self, event: &DisconnectEvent<'_>) {
+    pub(crate) fn run_disconnect(&self, event: &DisconnectEvent<'_>) {
         if let Some(hook) = &self.disconnect {
             if catch_unwind(AssertUnwindSafe(|| hook(event))).is_err() {
                 tracing::error!(client = event.client.id, "the disconnect hook panicked");
@@ -179,21 +209,32 @@ impl Hooks {
     }
 }
 
-/// Runs a request hook; a rejection becomes its error answer, a panic a 500.
-fn guarded(which: &str, f: impl FnOnce() -> Result<(), Reject>) -> Result<(), ApiError> {
+/// Why a connect or subscribe hook stopped a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// The hook said no; answered with its status and message.
+    #[error("refused by a hook: {} {}", .0.status, .0.message)]
+    Rejected(Reject),
+    /// The hook panicked (logged); answered 500.
+    #[error("the {0} hook panicked")]
+    Panicked(&'static str),
+}
+
+/// Runs a request hook, catching a panic.
+fn guarded(which: &'static str, f: impl FnOnce() -> Result<(), Reject>) -> Result<(), HookError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(reject)) => Err(reject.into()),
+        Ok(Err(reject)) => Err(HookError::Rejected(reject)),
         Err(_) => {
             tracing::error!("the {which} hook panicked; the request is answered 500");
-            Err(ApiError::new(500, crate::http::error::SOMETHING_WENT_WRONG))
+            Err(HookError::Panicked(which))
         }
     }
 }
 
-/// A hook's refusal: answered as a PocketBase JSON error with this status.
-/// The message is "sentenized" as PocketBase does (capital first letter,
-/// final period).
+/// A hook's refusal: answered as a PocketBase JSON error with this status
+/// (400 if it is not an error status). The message is "sentenized" as
+/// PocketBase does (capital first letter, final period).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
     pub status: u16,
@@ -207,30 +248,6 @@ impl Reject {
             message: message.into(),
         }
     }
-}
-
-impl From<Reject> for ApiError {
-    fn from(r: Reject) -> ApiError {
-        let status = if (400..600).contains(&r.status) {
-            r.status
-        } else {
-            400
-        };
-        ApiError::new(status, sentenize(&r.message))
-    }
-}
-
-fn sentenize(message: &str) -> String {
-    let trimmed = message.trim();
-    let mut chars = trimmed.chars();
-    let Some(first) = chars.next() else {
-        return crate::http::error::SOMETHING_WENT_WRONG.to_owned();
-    };
-    let mut out: String = first.to_uppercase().chain(chars).collect();
-    if !out.ends_with(['.', '!', '?']) {
-        out.push('.');
-    }
-    out
 }
 
 /// What hooks may read about a client.
@@ -400,7 +417,7 @@ impl Outcome {
                 data: new_data,
             } => {
                 let new_name = match new_name.as_deref() {
-                    Some(n) if !crate::realtime::frame::is_valid_name(n) => {
+                    Some(n) if !crate::frame::is_valid_name(n) => {
                         tracing::error!(
                             name = n,
                             "the message hook's event name has a line break; kept {name:?}"
@@ -504,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn rejections_are_sentenized_and_panics_become_500() {
+    fn rejections_and_panics_are_reported() {
         let hooks = Hooks::new()
             .on_subscribe(|_| Err(Reject::new(403, "topic not allowed by hook")))
             .on_connect(|_| panic!("boom"));
@@ -513,10 +530,12 @@ mod tests {
             auth: None,
             subscriptions: vec![],
         };
-        let err = hooks.subscribe(&mut e).unwrap_err();
         assert_eq!(
-            (err.status, &*err.message),
-            (403, "Topic not allowed by hook.")
+            hooks.run_subscribe(&mut e),
+            Err(HookError::Rejected(Reject::new(
+                403,
+                "topic not allowed by hook"
+            )))
         );
         let mut c = ConnectEvent {
             client_id: "abc",
@@ -530,8 +549,10 @@ mod tests {
             max_lifetime: None,
             store: Store::default(),
         };
-        assert_eq!(hooks.connect(&mut c).unwrap_err().status, 500);
-        assert_eq!(ApiError::from(Reject::new(200, "")).status, 400);
+        assert_eq!(
+            hooks.run_connect(&mut c),
+            Err(HookError::Panicked("connect"))
+        );
     }
 
     #[test]
@@ -546,7 +567,7 @@ mod tests {
             _ => {}
         });
         let run = |name| {
-            hooks.message(&mut MessageEvent {
+            hooks.run_message(&mut MessageEvent {
                 client: client(),
                 name,
                 data: b"1",

@@ -2,37 +2,40 @@
 //! io_uring event loop per core.
 //!
 //! The data path, module by module: a core's listener accepts (`worker`,
-//! `runtime`) → `conn` reads and parses requests (`http`) → `routes` dispatches:
-//! `stream` serves `GET /api/realtime`, `realtime::subscribe` decodes
-//! `POST /api/realtime`, `publish` decodes `POST /api/publish` → the `ring`
-//! carries publishes and routed commands between cores → each `core` fans out
-//! to its own clients → the stream's task writes the queued frames. `admin`
-//! serves the client API, `auth` says who a subscriber is.
+//! `runtime`) → `conn` reads and bounds each request (`http`) → `serve` asks
+//! `routes` where it goes: `stream` serves `GET /api/realtime`, `api` answers
+//! everything else (`api::subscribe`, `api::publish`, `api::admin`, …) through
+//! the [`Broker`] → the `ring` carries publishes and routed commands between
+//! cores → each `core` fans out to its own clients and writes their queues.
+//! `message` is what is published, `frame` its SSE wire form, `auth` says who
+//! a subscriber is, [`hooks`] let an embedder in on every step.
 //!
 //! # Embedding
 //!
 //! The API for applications is [`Server`] (with [`ServerBuilder`] and
-//! [`RunningServer`]), [`Broker`], [`hooks`], [`Config`] and the message types
-//! of [`publish`]. The other modules are public for the benchmarks and
-//! black-box tests and hidden from the docs: they may change at any time.
+//! [`RunningServer`]), [`Broker`], [`hooks`], [`Config`] and the types of
+//! [`message`]. The other modules are public for the benchmarks and black-box
+//! tests and hidden from the docs: they may change at any time.
 
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod hooks;
-pub mod publish;
+pub mod message;
 pub mod server;
 
 #[doc(hidden)]
-pub mod admin;
+pub mod api;
 #[doc(hidden)]
 pub mod conn;
 #[doc(hidden)]
 pub mod core;
 #[doc(hidden)]
-pub mod http;
+pub mod ctx;
 #[doc(hidden)]
-pub mod realtime;
+pub mod frame;
+#[doc(hidden)]
+pub mod http;
 #[doc(hidden)]
 pub mod ring;
 #[doc(hidden)]
@@ -40,13 +43,15 @@ pub mod routes;
 #[doc(hidden)]
 pub mod runtime;
 #[doc(hidden)]
+pub mod serve;
+#[doc(hidden)]
 pub mod stream;
 #[doc(hidden)]
 pub mod worker;
 
 pub use broker::{Broker, BrokerError, ClientInfo};
 pub use config::Config;
-pub use core::clients::EndReason;
-pub use hooks::Hooks;
-pub use publish::{Action, Message};
+pub use core::CoreError;
+pub use hooks::{EndReason, Hooks};
+pub use message::{Action, Message};
 pub use server::{RunningServer, ServeError, Server, ServerBuilder, ShutdownHandle};

@@ -7,10 +7,15 @@
 //! one client, a snapshot) is a closure run on the owner core, found from the
 //! client id. Bounded means back-pressure: when an inbox is full the sender
 //! waits, so nothing is dropped.
+//!
+//! A call made on the owner core's own thread (a request that landed on the
+//! core that owns its client) runs at once, without the trip through the
+//! inbox: [`enter`] tells the ring which core a thread runs.
 
 use crate::core::Core;
-use crate::http::error::ApiError;
-use crate::publish::Message;
+use crate::message::Message;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,10 +61,34 @@ pub struct Ring {
 #[error("the server is shutting down")]
 pub struct ShuttingDown;
 
-impl From<ShuttingDown> for ApiError {
-    fn from(_: ShuttingDown) -> Self {
-        ApiError::new(503, "The server is shutting down.")
-    }
+/// The core this thread runs, if it is a core's thread.
+struct Local {
+    /// Which server's ring (the address of its sender array).
+    ring: usize,
+    index: usize,
+    core: Rc<RefCell<Core>>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+/// Declares that this thread runs core `index` of `ring`, so that calls for
+/// it from this thread run in place. Called once by each core's loop.
+pub fn enter(ring: &Ring, index: usize, core: Rc<RefCell<Core>>) {
+    LOCAL.with(|l| {
+        *l.borrow_mut() = Some(Local {
+            ring: ring.id(),
+            index,
+            core,
+        })
+    });
+}
+
+/// Undoes [`enter`] when the core's loop ends, so its state is dropped with
+/// the loop rather than at thread exit.
+pub fn leave() {
+    LOCAL.with(|l| l.borrow_mut().take());
 }
 
 impl Ring {
@@ -78,6 +107,25 @@ impl Ring {
 
     pub fn workers(&self) -> usize {
         self.cores.len()
+    }
+
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.cores).cast::<()>() as usize
+    }
+
+    /// Runs `f` at once if this thread runs core `core` of this ring and the
+    /// core is not busy (a hook blocking on a broker call would find it
+    /// borrowed); otherwise gives `f` back.
+    fn run_here<T, F: FnOnce(&mut Core) -> T>(&self, core: usize, f: F) -> Result<T, F> {
+        LOCAL.with(|l| match &*l.borrow() {
+            Some(local) if local.index == core && local.ring == self.id() => {
+                match local.core.try_borrow_mut() {
+                    Ok(mut c) => Ok(f(&mut c)),
+                    Err(_) => Err(f),
+                }
+            }
+            _ => Err(f),
+        })
     }
 
     /// Hands a batch to every core; resolves once each has queued it, with the
@@ -108,6 +156,10 @@ impl Ring {
         core: usize,
         f: impl FnOnce(&mut Core) -> T + Send + 'static,
     ) -> Result<T, ShuttingDown> {
+        let f = match self.run_here(core, f) {
+            Ok(out) => return Ok(out),
+            Err(f) => f,
+        };
         let (job, rx) = job(f);
         self.cores[core]
             .send(Command::Run(job))

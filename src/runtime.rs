@@ -20,9 +20,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 
-/// Submission queue size: how many operations one loop iteration can batch
-/// into a single `io_uring_enter` (e.g. the writes of one fan-out).
-const RING_ENTRIES: u32 = 4096;
+/// io_uring submission queue size: how many operations one loop iteration
+/// can batch into a single `io_uring_enter`. (Not to be confused with the
+/// cross-core ring of `crate::ring`, which is made of channels.)
+const SUBMISSION_QUEUE_ENTRIES: u32 = 4096;
 
 /// A pending read: completes with the bytes read (0 = EOF) and the buffer.
 pub type ReadFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>>;
@@ -43,7 +44,9 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// Runs `main` on this thread's own io_uring loop until it completes.
 pub fn run<F: Future>(main: F) -> F::Output {
-    tokio_uring::builder().entries(RING_ENTRIES).start(main)
+    tokio_uring::builder()
+        .entries(SUBMISSION_QUEUE_ENTRIES)
+        .start(main)
 }
 
 /// Spawns a task on the current core's loop.
@@ -51,25 +54,87 @@ pub fn spawn<F: Future + 'static>(task: F) {
     tokio_uring::spawn(task);
 }
 
-/// Sends as much of `iov` as the socket takes right now, without waiting and
-/// without io_uring.
-///
-/// Fan-out writes go this way first: on a socket with room the send completes
-/// inline anyway, and doing it here keeps those writes out of the submission
-/// queue, where thousands of them would otherwise sit in front of (and delay)
-/// the answers to publishers. Only a write that would block is handed to
-/// io_uring ([`Socket::writev`]).
-pub fn try_send(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_ptr().cast_mut();
-    msg.msg_iovlen = iov.len();
-    // SAFETY: every iovec points into a frame or id buffer that outlives the call.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+/// A non-owning handle on a connected socket: the two things a core does to
+/// a socket without io_uring, so that `crate::core` needs neither libc nor
+/// tokio-uring. Valid while the [`Socket`] it came from is open (a core drops
+/// a client's handle before its connection closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketRef(RawFd);
+
+impl SocketRef {
+    /// A handle on any socket fd (tests and benchmarks use socket pairs).
+    pub const fn new(fd: RawFd) -> SocketRef {
+        SocketRef(fd)
+    }
+
+    /// Sends as much of `iov` as the socket takes right now, without waiting
+    /// and without io_uring.
+    ///
+    /// Fan-out writes go this way first: on a socket with room the send
+    /// completes inline anyway, and doing it here keeps those writes out of
+    /// the submission queue, where thousands of them would otherwise sit in
+    /// front of (and delay) the answers to publishers. Only a write that would
+    /// block is handed to io_uring ([`Socket::writev`]).
+    pub fn try_send(self, iov: &IoVecs<'_, '_>) -> io::Result<usize> {
+        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.vecs.as_ptr().cast_mut();
+        msg.msg_iovlen = iov.vecs.len();
+        // SAFETY: every iovec points into a slice that outlives `iov` (its
+        // lifetime parameter), and `iov` is borrowed for the whole call.
+        let n = unsafe { libc::sendmsg(self.0, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Shuts both directions down: a pending read or a write stuck on a full
+    /// buffer completes at once; the fd stays open until its owner closes it.
+    pub fn abort(self) {
+        // SAFETY: shutdown(2) does not close the fd; on a stale fd it fails harmlessly.
+        unsafe { libc::shutdown(self.0, libc::SHUT_RDWR) };
+    }
+}
+
+/// The iovec array of one non-blocking vectored send, reused from send to
+/// send so that a fan-out write allocates nothing.
+#[derive(Debug, Default)]
+pub struct IoVecArray {
+    vecs: Vec<libc::iovec>,
+}
+
+impl IoVecArray {
+    pub fn with_capacity(n: usize) -> IoVecArray {
+        IoVecArray {
+            vecs: Vec::with_capacity(n),
+        }
+    }
+
+    /// An empty gather list whose pieces must outlive it (`'p`).
+    pub fn gather<'p>(&mut self) -> IoVecs<'_, 'p> {
+        self.vecs.clear();
+        IoVecs {
+            vecs: &mut self.vecs,
+            _pieces: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Slices gathered for one [`SocketRef::try_send`]; it borrows them, so they
+/// stay alive until the send.
+pub struct IoVecs<'a, 'p> {
+    vecs: &'a mut Vec<libc::iovec>,
+    _pieces: std::marker::PhantomData<&'p [u8]>,
+}
+
+impl<'p> IoVecs<'_, 'p> {
+    pub fn push(&mut self, piece: &'p [u8]) {
+        self.vecs.push(libc::iovec {
+            iov_base: piece.as_ptr().cast_mut().cast(),
+            iov_len: piece.len(),
+        });
     }
 }
 
@@ -132,8 +197,9 @@ impl Socket {
         Box::pin(async move { stream.writev(bufs).await })
     }
 
-    pub fn fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
+    /// The handle a core keeps to write without io_uring and to abort.
+    pub fn handle(&self) -> SocketRef {
+        SocketRef(self.stream.as_raw_fd())
     }
 
     /// Shuts both directions down: pending reads complete, the peer sees EOF,

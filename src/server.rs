@@ -116,6 +116,7 @@ impl Server {
                     let started = RunningServer {
                         addr,
                         ring,
+                        max_event_bytes: config.max_queue_bytes,
                         threads,
                     };
                     started.shutdown();
@@ -128,6 +129,7 @@ impl Server {
         Ok(RunningServer {
             addr,
             ring,
+            max_event_bytes: config.max_queue_bytes,
             threads,
         })
     }
@@ -242,6 +244,8 @@ impl ShutdownHandle {
 pub struct RunningServer {
     addr: SocketAddr,
     ring: Ring,
+    /// `--max-queue-bytes`, for the brokers it hands out.
+    max_event_bytes: usize,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -253,7 +257,7 @@ impl RunningServer {
 
     /// A handle to list, message and disconnect clients.
     pub fn broker(&self) -> Broker {
-        Broker::new(self.ring.clone())
+        Broker::new(self.ring.clone(), self.max_event_bytes)
     }
 
     /// A handle that stops this server from anywhere (another thread, a

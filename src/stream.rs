@@ -10,20 +10,22 @@
 //! when the socket is full, the core wakes the stream task, which writes
 //! through io_uring (waiting for room) until the queue is empty. The core also
 //! wakes it when the stream must end, and its pending read notices the peer
-//! leaving. A polite end (idle timeout, lifetime, shutdown) writes the
-//! zero-length chunk and gives the connection back to a request-serving task,
-//! as PocketBase keeps the connection for further requests.
+//! leaving. An abort (a slow consumer) ends the task even while its write is
+//! stuck: dropping the connection shuts the socket down, which completes the
+//! write. A polite end (idle timeout, lifetime, shutdown) writes the
+//! zero-length chunk and gives the connection back ([`AfterStream`]), as
+//! PocketBase keeps the connection for further requests.
 
 use crate::conn::Connection;
 use crate::core::ClientEvent;
-use crate::core::clients::EndReason;
-use crate::hooks::Request;
+use crate::frame::{self, BodyMode};
+use crate::hooks::{EndReason, Request};
 use crate::http::error::ApiError;
 use crate::http::request::Head;
 use crate::http::response::Responder;
-use crate::realtime::frame::{self, BodyMode};
 use crate::runtime::{self, WritevFuture};
 use std::future::Future;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -80,13 +82,16 @@ fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, V
     let mut out = Vec::with_capacity(512);
     let mut core = ctx.core.borrow_mut();
     let ip = conn.client_ip(&head);
-    let Some((key, id)) = core.register(ip, conn.socket.fd(), mode) else {
-        let full = ApiError::new(503, "This server holds as many realtime clients as it can.");
-        responder.error(&mut out, &full);
-        if mode == BodyMode::Discard {
-            out.truncate(out.len() - full.body().len());
+    let (key, id) = match core.register(ip, conn.socket.handle(), mode) {
+        Ok(registered) => registered,
+        Err(e) => {
+            let full = ApiError::from(e);
+            responder.error(&mut out, &full);
+            if mode == BodyMode::Discard {
+                out.truncate(out.len() - full.body().len());
+            }
+            return Err(out);
         }
-        return Err(out);
     };
     let request = Request {
         remote_addr: SocketAddr::new(ip, conn.peer.port()),
@@ -96,7 +101,7 @@ fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, V
     };
     if let Err(err) = core.connect(key, &request) {
         core.discard(key);
-        responder.stream_error(&mut out, &err, mode == BodyMode::Discard);
+        responder.stream_error(&mut out, &ApiError::from(err), mode == BodyMode::Discard);
         return Err(out);
     }
     responder.event_stream(&mut out, mode == BodyMode::Discard);
@@ -110,26 +115,36 @@ fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, V
     Ok((key, out))
 }
 
+/// What becomes of a connection whose stream ended politely (HTTP/1.1 and
+/// HEAD): the request-serving side implements it, so that this module need
+/// not know that side. A type, not a value: it costs a parked stream nothing.
+pub trait AfterStream: 'static {
+    /// `last_chunk`: the zero-length chunk must be written first; `close`:
+    /// the connection was to close with the stream.
+    fn resume(conn: Connection, last_chunk: bool, close: bool);
+}
+
 /// Hands an opened stream to a task of its own. `close`: the connection ends
 /// with the stream (`Connection: close`), even after a polite end.
-pub fn park(mut conn: Connection, key: usize, mode: BodyMode, close: bool) {
+pub fn park<A: AfterStream>(mut conn: Connection, key: usize, mode: BodyMode, close: bool) {
     if conn.buf.is_empty() {
         // Let go of the request's read buffer: idle streams are most streams.
         conn.buf = Vec::new();
     }
-    runtime::spawn(StreamTask {
+    runtime::spawn(StreamTask::<A> {
         conn: Some(conn),
         key: key as u32,
         mode,
         close,
         write: None,
+        after: PhantomData,
     });
 }
 
 /// A parked stream: waits on the core and on the peer, writes through
 /// io_uring when the core hands over a full socket. Its whole state is the
 /// connection and one optional write, so a parked stream's task is small.
-struct StreamTask {
+struct StreamTask<A> {
     /// `None` once the stream has ended.
     conn: Option<Connection>,
     key: u32,
@@ -137,9 +152,10 @@ struct StreamTask {
     close: bool,
     /// The io_uring write in flight, when the socket was full.
     write: Option<WritevFuture>,
+    after: PhantomData<fn() -> A>,
 }
 
-impl Future for StreamTask {
+impl<A: AfterStream> Future for StreamTask<A> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -150,6 +166,9 @@ impl Future for StreamTask {
         };
         let reason = loop {
             if let Some(write) = this.write.as_mut() {
+                if let Some(reason) = conn.ctx.core.borrow_mut().poll_abort(key, cx) {
+                    break reason;
+                }
                 let Poll::Ready((res, pieces)) = write.as_mut().poll(cx) else {
                     return Poll::Pending;
                 };
@@ -196,7 +215,7 @@ impl Future for StreamTask {
     }
 }
 
-impl StreamTask {
+impl<A: AfterStream> StreamTask<A> {
     /// Unregisters the client; after a polite end the connection goes back to
     /// serving requests (HTTP/1.1 and HEAD), otherwise it is closed.
     fn finish(&mut self, reason: EndReason) {
@@ -209,10 +228,10 @@ impl StreamTask {
             .unregister(self.key as usize, reason);
         tracing::debug!(key = self.key, ?reason, "stream ended");
         if reason.is_graceful() && self.mode != BodyMode::Raw {
-            let last_chunk = self.mode == BodyMode::Chunked;
-            runtime::spawn(conn.resume(last_chunk, self.close));
+            A::resume(conn, self.mode == BodyMode::Chunked, self.close);
         }
-        // Otherwise dropping the connection closes it.
+        // Otherwise dropping the connection closes it (and completes a write
+        // stuck on a full socket).
     }
 }
 
@@ -225,7 +244,11 @@ mod tests {
     /// whether an idle stream's task takes 256 bytes or 384.
     #[test]
     fn a_parked_stream_task_fits_tokios_256_byte_class() {
-        let size = std::mem::size_of::<StreamTask>();
+        struct Nothing;
+        impl AfterStream for Nothing {
+            fn resume(_: Connection, _: bool, _: bool) {}
+        }
+        let size = std::mem::size_of::<StreamTask<Nothing>>();
         assert!(size <= 136, "StreamTask is {size} bytes");
     }
 }

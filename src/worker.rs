@@ -1,13 +1,22 @@
 //! One worker core: its event loop, accept loops, inbox and timers.
+//!
+//! Each core's thread runs this loop: it accepts on its own listener and
+//! serves each connection as a task (`crate::serve`), answers the commands
+//! other cores and the broker send through its inbox (`crate::ring`), and runs
+//! the core's two timers: the flush task that writes queued frames, and the
+//! expiry of idle and old streams.
 
 use crate::auth::Access;
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::conn::Connection;
-use crate::core::Core;
+use crate::core::{Core, Policy};
+use crate::ctx::CoreCtx;
 use crate::hooks::Hooks;
 use crate::http::response::Cors;
 use crate::ring::{Command, Inbox, Ring};
 use crate::runtime::{self, Listener};
+use crate::serve;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,16 +37,6 @@ const FLUSH_PAUSE: Duration = Duration::from_micros(200);
 /// How long shutdown waits for streams to flush and end politely.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// What every task of one core shares.
-pub struct CoreCtx {
-    pub index: usize,
-    pub core: RefCell<Core>,
-    pub ring: Ring,
-    pub cors: Cors,
-    pub config: Arc<Config>,
-    pub access: Arc<Access>,
-}
-
 /// What all cores share: read-only settings and the ring.
 pub struct Shared {
     pub config: Arc<Config>,
@@ -55,12 +54,17 @@ pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox:
         ring,
     } = shared;
     runtime::run(async move {
-        let mut core = Core::new(index, config.clone(), hooks);
-        core.set_rules(access.rules.clone());
+        let policy = Policy::new(hooks, access.rules.clone());
+        let core = Rc::new(RefCell::new(Core::new(
+            index,
+            config.core_settings(),
+            policy,
+        )));
+        crate::ring::enter(&ring, index, core.clone());
         let ctx = Rc::new(CoreCtx {
             index,
-            core: RefCell::new(core),
-            ring,
+            core,
+            broker: Broker::new(ring, config.max_queue_bytes),
             cors: Cors::new(config.origins.clone()),
             config,
             access,
@@ -73,6 +77,7 @@ pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox:
         runtime::spawn(flush_loop(ctx.clone()));
         serve_inbox(&ctx, inbox).await;
         shut_down(&ctx, &listener).await;
+        crate::ring::leave();
     });
 }
 
@@ -84,7 +89,7 @@ async fn accept_loop(ctx: Rc<CoreCtx>, listener: Rc<Listener>) {
                     socket.close();
                     continue;
                 }
-                runtime::spawn(Connection::new(ctx.clone(), socket, peer).serve());
+                runtime::spawn(serve::serve(Connection::new(ctx.clone(), socket, peer)));
             }
             Err(_) if ctx.core.borrow().shutting_down() => return,
             Err(e) => {
@@ -105,10 +110,10 @@ async fn accept_loop(ctx: Rc<CoreCtx>, listener: Rc<Listener>) {
 /// their client's next write: the busier the core, the more frames per write.
 async fn flush_loop(ctx: Rc<CoreCtx>) {
     loop {
-        std::future::poll_fn(|cx| ctx.core.borrow_mut().poll_dirty(cx)).await;
+        std::future::poll_fn(|cx| ctx.core.borrow_mut().poll_flush(cx)).await;
         let until = std::time::Instant::now() + FLUSH_SLICE;
         while ctx.core.borrow_mut().flush_some(FLUSH_BATCH) && std::time::Instant::now() < until {}
-        if ctx.core.borrow().has_dirty() {
+        if ctx.core.borrow().has_flush_line() {
             tokio::time::sleep(FLUSH_PAUSE).await;
         }
     }
@@ -155,7 +160,9 @@ async fn shut_down(ctx: &CoreCtx, listener: &Listener) {
     while ctx.core.borrow().client_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    ctx.core.borrow_mut().close_all_connections();
+    for socket in ctx.core.borrow().connections() {
+        socket.abort();
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     while ctx.core.borrow().open_connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use ringcast::hooks::{Hooks, Reject};
-use ringcast::{Action, Broker, BrokerError, EndReason, RunningServer};
+use ringcast::{Action, Broker, BrokerError, CoreError, EndReason, RunningServer};
 use serde_json::json;
 use std::collections::HashSet;
 use std::future::Future;
@@ -104,11 +104,11 @@ fn broker_operations_across_cores() {
     let unknown = "A".repeat(40);
     assert_eq!(
         block(broker.client_by_id(&unknown)),
-        Err(BrokerError::NotFound(unknown.clone()))
+        Err(BrokerError::Core(CoreError::NotFound(unknown.clone())))
     );
     assert!(matches!(
         block(broker.client_by_id("short")),
-        Err(BrokerError::NotFound(_))
+        Err(BrokerError::Core(CoreError::NotFound(_)))
     ));
 
     // A send reaches its client whatever it subscribed; publishes take the HTTP API's path.
@@ -159,7 +159,7 @@ fn broker_operations_across_cores() {
     assert_eq!(block(broker.get(&id, "k")), Ok(None));
     assert!(matches!(
         block(broker.set(&unknown, "k", json!(1))),
-        Err(BrokerError::NotFound(_))
+        Err(BrokerError::Core(CoreError::NotFound(_)))
     ));
 
     // Unregister ends the stream politely; the id is gone afterwards.
@@ -168,7 +168,7 @@ fn broker_operations_across_cores() {
     gone.expect_end();
     assert!(matches!(
         block(broker.send(&gone.id, "x", &1)),
-        Err(BrokerError::NotFound(_))
+        Err(BrokerError::Core(CoreError::NotFound(_)))
     ));
     assert_eq!(block(broker.total_clients()).unwrap(), n - 1);
     running.shutdown();
@@ -200,7 +200,7 @@ fn send_to_a_full_queue_is_refused_not_dropped() {
     let (i, err) = refused.expect("a client that never reads must fill up");
     assert_eq!(
         err,
-        BrokerError::QueueFull(client.id.clone()),
+        BrokerError::Core(CoreError::QueueFull(client.id.clone())),
         "after {i} sends"
     );
     // Still registered and counted nowhere as dropped.
@@ -596,14 +596,22 @@ fn oversized_and_malformed_events_are_refused_up_front() {
         "{}",
         r.body_str()
     );
+    // The broker applies the same rule to embedders.
     assert!(matches!(
         block(broker.send(&c.id, "t", &big)),
-        Err(BrokerError::TooLarge(_))
+        Err(BrokerError::TooLarge { index: None, .. })
     ));
-    assert_eq!(block(broker.publish("t", &big)), Ok(0));
+    assert!(matches!(
+        block(broker.publish("t", &big)),
+        Err(BrokerError::TooLarge { index: Some(0), .. })
+    ));
+    assert!(matches!(
+        block(broker.broadcast("t", &big)),
+        Err(BrokerError::TooLarge { index: None, .. })
+    ));
     let stats = block(broker.stats()).unwrap();
-    // Both the send and the publish were refused and counted.
-    assert_eq!(stats.iter().map(|s| s.oversized_frames).sum::<u64>(), 2);
+    // Refused before any core saw them: no core had to refuse a frame, nobody was dropped.
+    assert_eq!(stats.iter().map(|s| s.oversized_frames).sum::<u64>(), 0);
     assert_eq!(stats.iter().map(|s| s.dropped_clients).sum::<u64>(), 0);
 
     // A line break in an event name would forge SSE fields.

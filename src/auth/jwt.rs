@@ -10,7 +10,8 @@
 //! between the issuer and us. `aud` is not checked: give ringcast a key of its
 //! own. Any failure means guest, as in PocketBase.
 
-use super::{Auth, AuthConfigError, is_superusers_collection};
+use super::error::AuthConfigError;
+use super::identity::{Auth, is_superusers_collection};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::path::Path;
 
@@ -172,7 +173,8 @@ fn algorithm_for(family: Family, given: Option<&str>) -> Result<Algorithm, AuthC
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{AuthArgs, Verifier, unix_now};
+    use crate::auth::identity::unix_now;
+    use crate::auth::{AuthArgs, Verifier};
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::{Value, json};
 

@@ -20,7 +20,8 @@
 //! * PocketBase down, slow (over [`TIMEOUT`]) or answering 5xx: the client is
 //!   a guest for this request, a warning is logged, and nothing is cached.
 
-use super::{Auth, AuthConfigError, is_superusers_collection, unix_now};
+use super::error::AuthConfigError;
+use super::identity::{Auth, is_superusers_collection, unix_now};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;

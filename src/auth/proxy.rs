@@ -7,7 +7,7 @@
 //! appends the address it saw, while anything to the left may have been
 //! written by the client itself.
 
-use super::AuthConfigError;
+use super::error::AuthConfigError;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 

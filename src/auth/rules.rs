@@ -40,8 +40,7 @@
 //! segment, a placeholder outside an `owner` rule, or an `owner` rule without
 //! one are refused with the line to fix.
 
-use super::Auth;
-use crate::http::error::ApiError;
+use super::identity::Auth;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -104,19 +103,6 @@ pub struct Denied<'a> {
     pub index: usize,
     /// The subscription as POSTed (`?options` included).
     pub topic: &'a str,
-}
-
-impl From<Denied<'_>> for ApiError {
-    /// `403` in PocketBase's error shape.
-    fn from(denied: Denied<'_>) -> ApiError {
-        ApiError::new(
-            403,
-            format!(
-                "The current client is not allowed to subscribe to \"{}\".",
-                denied.topic
-            ),
-        )
-    }
 }
 
 /// A rules file that cannot be used, saying where and why.
@@ -586,12 +572,6 @@ mod tests {
                 topic: "nope?options=x"
             }
         );
-        let error = ApiError::from(denied);
-        assert_eq!(
-            String::from_utf8(error.body()).unwrap(),
-            r#"{"data":{},"message":"The current client is not allowed to subscribe to \"nope?options=x\".","status":403}"#
-        );
-        assert_eq!(error.status, 403);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! once the slab has grown to the burst size, and an idle client owns no queue
 //! memory at all.
 
-use crate::realtime::frame::Frame;
+use crate::frame::Frame;
 use slab::Slab;
 use std::rc::Rc;
 
@@ -98,10 +98,12 @@ impl Deliveries {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

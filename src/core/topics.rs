@@ -51,7 +51,7 @@ impl Default for Topics {
 
 impl Topics {
     /// Adds `client` as a subscriber of `name`, interning it if new.
-    pub fn subscribe(&mut self, name: &str, client: u32) -> TopicId {
+    pub fn add(&mut self, name: &str, client: u32) -> TopicId {
         let id = match self.by_name.get(name) {
             Some(&id) => id,
             None => self.intern(name),
@@ -61,7 +61,7 @@ impl Topics {
     }
 
     /// Removes `client` from `id`; frees the subscription when nobody holds it.
-    pub fn unsubscribe(&mut self, id: TopicId, client: u32) {
+    pub fn remove(&mut self, id: TopicId, client: u32) {
         let topic = &mut self.topics[id as usize];
         if let Some(pos) = topic.subscribers.iter().position(|&c| c == client) {
             topic.subscribers.swap_remove(pos);
@@ -165,7 +165,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            t.subscribe(s, i as u32);
+            t.add(s, i as u32);
         }
         assert_eq!(matching(&t, "chat"), ["chat", "chat?options=x"]);
         assert_eq!(matching(&t, "chat?options=x"), ["chat?options=x"]);
@@ -178,13 +178,13 @@ mod tests {
     #[test]
     fn interning_is_shared_and_freed_when_unused() {
         let mut t = Topics::default();
-        let a = t.subscribe("x?y", 1);
-        let b = t.subscribe("x?y", 2);
+        let a = t.add("x?y", 1);
+        let b = t.add("x?y", 2);
         assert_eq!(a, b);
         assert_eq!(t.subscribers(a), [1, 2]);
-        t.unsubscribe(a, 1);
+        t.remove(a, 1);
         assert_eq!(t.len(), 1);
-        t.unsubscribe(a, 2);
+        t.remove(a, 2);
         assert_eq!(t.len(), 0);
         assert!(t.index.is_empty() && t.by_name.is_empty());
         assert!(matching(&t, "x").is_empty());
@@ -195,10 +195,10 @@ mod tests {
         let mut t = Topics::default();
         for round in 0..100u32 {
             let ids: Vec<_> = (0..50)
-                .map(|i| t.subscribe(&format!("t{i}?r={round}"), i))
+                .map(|i| t.add(&format!("t{i}?r={round}"), i))
                 .collect();
             for (i, id) in ids.into_iter().enumerate() {
-                t.unsubscribe(id, i as u32);
+                t.remove(id, i as u32);
             }
         }
         assert_eq!(t.len(), 0);

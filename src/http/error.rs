@@ -1,10 +1,11 @@
 //! `ApiError`: every error a client can be answered with, in PocketBase's
 //! JSON shape `{"data":{…},"message":"…","status":N}`.
 //!
-//! Keys are written in that order and nested `data` maps are built with sorted
-//! keys, as PocketBase (Go) serialises them, so bodies match byte for byte.
+//! Keys are written in that order, as PocketBase (Go) serialises them, so
+//! bodies match byte for byte. The field-level vocabulary that fills `data`
+//! (`validation_required`, …) belongs to the endpoints: `crate::api::validation`.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 
 /// PocketBase's generic message for decode and validation failures.
@@ -59,56 +60,6 @@ impl ApiError {
     }
 }
 
-/// An event name with a line break (see `frame::is_valid_name`).
-pub fn line_breaks() -> Value {
-    json!({"code": "validation_invalid_format", "message": "Must not contain line breaks."})
-}
-
-/// `{"code":"validation_required","message":"Cannot be blank."}`
-pub fn required() -> Value {
-    json!({"code": "validation_required", "message": "Cannot be blank."})
-}
-
-/// The error for a string or list longer than `max` (bytes or entries).
-pub fn too_long(max: usize) -> Value {
-    json!({
-        "code": "validation_length_too_long",
-        "message": format!("The length must be no more than {max}."),
-        "params": {"max": max, "min": 0},
-    })
-}
-
-/// The error for a length outside `min..=max`.
-pub fn out_of_range(min: usize, max: usize) -> Value {
-    json!({
-        "code": "validation_length_out_of_range",
-        "message": format!("The length must be between {min} and {max}."),
-        "params": {"max": max, "min": min},
-    })
-}
-
-/// The error for a value outside a fixed set.
-pub fn not_in(allowed: &[&str]) -> Value {
-    json!({
-        "code": "validation_not_in",
-        "message": format!("Must be one of: {}.", allowed.join(", ")),
-    })
-}
-
-/// Sorts a map's keys as Go does (plain string order), recursively, so that
-/// errors keyed by array index come out `"1","10","2"` like PocketBase's.
-pub fn sorted(map: Map<String, Value>) -> Map<String, Value> {
-    let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    entries
-        .into_iter()
-        .map(|(k, v)| match v {
-            Value::Object(inner) => (k, Value::Object(sorted(inner))),
-            other => (k, other),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,21 +70,6 @@ mod tests {
         assert_eq!(
             String::from_utf8(err.body()).unwrap(),
             r#"{"data":{},"message":"Missing or invalid client id.","status":404}"#
-        );
-    }
-
-    #[test]
-    fn validation_body_is_sorted() {
-        let mut data = Map::new();
-        data.insert(
-            "subscriptions".into(),
-            json!({"2": too_long(2500), "10": too_long(2500)}),
-        );
-        data.insert("clientId".into(), required());
-        let body = String::from_utf8(ApiError::validation(sorted(data)).body()).unwrap();
-        assert_eq!(
-            body,
-            r#"{"data":{"clientId":{"code":"validation_required","message":"Cannot be blank."},"subscriptions":{"10":{"code":"validation_length_too_long","message":"The length must be no more than 2500.","params":{"max":2500,"min":0}},"2":{"code":"validation_length_too_long","message":"The length must be no more than 2500.","params":{"max":2500,"min":0}}}},"message":"Something went wrong while processing your request.","status":400}"#
         );
     }
 }

@@ -6,14 +6,32 @@
 //! and an empty body skips decoding (so it fails validation instead). Decode
 //! failures answer with empty `data`; validation failures list every failing
 //! field. Limits count UTF-8 bytes. Applying the request to a client happens on
-//! the client's owner core (see `core`).
+//! the client's owner core (`Core::set_subscriptions`).
 
-use crate::http::error::{self, ApiError, SOMETHING_WENT_WRONG};
+use super::caller::Caller;
+use super::validation::{self, MAX_TOPIC_BYTES};
+use crate::http::error::{ApiError, SOMETHING_WENT_WRONG};
+use crate::http::request::Head;
 use serde_json::{Map, Value};
 
 pub const MAX_CLIENT_ID_BYTES: usize = 255;
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
-pub const MAX_TOPIC_BYTES: usize = 2500;
+
+/// Answers `POST /api/realtime`: decoded and validated here, applied on the
+/// client's owner core through the broker.
+pub async fn handle(caller: &Caller<'_>, head: &Head, body: &[u8]) -> Result<(), ApiError> {
+    let form = decode_form(head.content_type.as_deref(), body)?;
+    let (broker, ip) = (caller.broker, caller.client_ip);
+    if head.authorization.is_some() && caller.verifier.asks_pocketbase() {
+        // The cheap checks first, so that made-up ids cannot make us ask PocketBase.
+        broker.check_realtime_client(&form.client_id, ip).await?;
+    }
+    let auth = caller.verifier.verify(head.authorization.as_deref()).await;
+    broker
+        .set_subscriptions(&form.client_id, ip, form.subscriptions, auth)
+        .await?;
+    Ok(())
+}
 
 /// A decoded (not yet validated) request.
 #[derive(Debug, Default, PartialEq)]
@@ -24,7 +42,7 @@ pub struct SubscribeForm {
 
 /// Decodes and validates a request body; on success the subscriptions are
 /// de-duplicated (first occurrence kept) with empty strings removed.
-pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<SubscribeForm, ApiError> {
+pub fn decode_form(content_type: Option<&str>, body: &[u8]) -> Result<SubscribeForm, ApiError> {
     let mut form = if body.is_empty() {
         SubscribeForm::default()
     } else {
@@ -225,22 +243,25 @@ fn xml_fields(body: &[u8]) -> Option<Vec<(String, String)>> {
 fn validate(form: &SubscribeForm) -> Result<(), ApiError> {
     let mut data = Map::new();
     if form.client_id.is_empty() {
-        data.insert("clientId".into(), error::required());
+        data.insert("clientId".into(), validation::required());
     } else if form.client_id.len() > MAX_CLIENT_ID_BYTES {
         data.insert(
             "clientId".into(),
-            error::out_of_range(1, MAX_CLIENT_ID_BYTES),
+            validation::out_of_range(1, MAX_CLIENT_ID_BYTES),
         );
     }
     if form.subscriptions.len() > MAX_SUBSCRIPTIONS {
-        data.insert("subscriptions".into(), error::too_long(MAX_SUBSCRIPTIONS));
+        data.insert(
+            "subscriptions".into(),
+            validation::too_long(MAX_SUBSCRIPTIONS),
+        );
     } else {
         let too_long: Map<String, Value> = form
             .subscriptions
             .iter()
             .enumerate()
             .filter(|(_, s)| s.len() > MAX_TOPIC_BYTES)
-            .map(|(i, _)| (i.to_string(), error::too_long(MAX_TOPIC_BYTES)))
+            .map(|(i, _)| (i.to_string(), validation::too_long(MAX_TOPIC_BYTES)))
             .collect();
         if !too_long.is_empty() {
             data.insert("subscriptions".into(), Value::Object(too_long));
@@ -249,7 +270,7 @@ fn validate(form: &SubscribeForm) -> Result<(), ApiError> {
     if data.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::validation(error::sorted(data)))
+        Err(ApiError::validation(validation::sorted(data)))
     }
 }
 
@@ -260,11 +281,11 @@ mod tests {
     const JSON: Option<&str> = Some("application/json");
 
     fn ok(ct: Option<&str>, body: &str) -> SubscribeForm {
-        parse(ct, body.as_bytes()).unwrap()
+        decode_form(ct, body.as_bytes()).unwrap()
     }
 
     fn err(ct: Option<&str>, body: &[u8]) -> String {
-        String::from_utf8(parse(ct, body).unwrap_err().body()).unwrap()
+        String::from_utf8(decode_form(ct, body).unwrap_err().body()).unwrap()
     }
 
     const GENERIC: &str = r#"{"data":{},"message":"Something went wrong while processing your request.","status":400}"#;

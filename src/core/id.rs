@@ -1,4 +1,4 @@
-//! Realtime clients of one core: their ids, their records, their slab.
+//! Client ids that name their owner core and slab key.
 //!
 //! A client id is 40 characters of `[A-Za-z0-9]` like PocketBase's, but it is
 //! not opaque to us: the first character encodes the owner core and the next
@@ -7,17 +7,9 @@
 //! O(1), with no global map. The other 35 characters come from the OS CSPRNG
 //! (≈ 208 bits), and lookups compare the whole id, so ids stay unguessable.
 //! The key is scrambled by a per-process random bijection so that ids do not
-//! all start alike (`AAAA` for slot 0) and symbol frequencies stay flat.
+//! all start alike (`AAAA` for key 0) and symbol frequencies stay flat.
 
-use crate::auth::Auth;
-use crate::core::queue::Queue;
-use crate::core::topics::TopicId;
-use crate::hooks::{ClientRef, Store};
-use crate::realtime::frame::{BodyMode, ID_LEN};
-use smallvec::SmallVec;
-use std::net::IpAddr;
-use std::os::fd::RawFd;
-use std::task::Waker;
+use crate::frame::ID_LEN;
 
 const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const KEY_DIGITS: usize = 4;
@@ -25,105 +17,6 @@ const KEY_DIGITS: usize = 4;
 pub const MAX_CLIENTS_PER_CORE: usize = 62 * 62 * 62 * 62;
 /// The core index must fit in one base-62 digit.
 pub const MAX_CORES: usize = 62;
-
-/// Why a stream ended; reported in logs, stats and the disconnect hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EndReason {
-    /// The peer closed its side or a write failed.
-    ClientClosed,
-    /// No message was delivered for the idle timeout.
-    IdleTimeout,
-    /// The maximum lifetime was reached.
-    Lifetime,
-    /// The server is shutting down.
-    Shutdown,
-    /// The client's queue went over its byte cap: it does not read fast enough.
-    SlowConsumer,
-    /// Server code asked for it (`Broker::unregister`, `DELETE /api/clients/{id}`).
-    Unregistered,
-}
-
-impl EndReason {
-    /// Ends that close the stream politely (zero chunk, connection kept).
-    pub fn is_graceful(self) -> bool {
-        matches!(
-            self,
-            EndReason::IdleTimeout
-                | EndReason::Lifetime
-                | EndReason::Shutdown
-                | EndReason::Unregistered
-        )
-    }
-}
-
-/// One SSE subscriber. Kept small: an idle client costs its record, its
-/// connection task and a pending 1-read, nothing else.
-#[derive(Debug)]
-pub struct Client {
-    /// The id, inline: fan-out writes point their iovecs at it.
-    pub id: [u8; ID_LEN],
-    pub ip: IpAddr,
-    /// The socket, so the core can abort a stuck write (slow consumers).
-    pub fd: RawFd,
-    pub mode: BodyMode,
-    pub subs: SmallVec<[TopicId; 4]>,
-    pub queue: Queue,
-    /// Bytes of frames queued and not yet written.
-    pub queued_bytes: usize,
-    /// Bytes of the first queued frame already written (a partial write).
-    pub sent: usize,
-    /// The connection task, parked until its socket is full (see `blocked`)
-    /// or the stream ends.
-    pub waker: Option<Waker>,
-    /// Waiting in the core's flush line.
-    pub dirty: bool,
-    /// The socket was full: the connection task writes through io_uring
-    /// until the queue is empty, and the core does not write directly.
-    pub blocked: bool,
-    pub connected_ms: u64,
-    /// When a message was last written; the idle timer counts from here.
-    pub last_write_ms: u64,
-    pub end: Option<EndReason>,
-    /// What few clients have (auth, a store, own timeouts), kept out of line
-    /// so that a plain client stays small.
-    pub extra: Option<Box<Extra>>,
-}
-
-/// The less common parts of a client.
-#[derive(Debug, Default)]
-pub struct Extra {
-    pub auth: Option<Auth>,
-    pub store: Store,
-    /// Set by the connect hook, instead of the server's.
-    pub idle_timeout_ms: Option<u64>,
-    pub max_lifetime_ms: Option<u64>,
-}
-
-impl Client {
-    /// The id as text (it is always ASCII alphanumerics).
-    pub fn id_str(&self) -> &str {
-        std::str::from_utf8(&self.id).unwrap_or_default()
-    }
-
-    pub fn auth(&self) -> Option<&Auth> {
-        self.extra.as_ref()?.auth.as_ref()
-    }
-
-    pub fn extra_mut(&mut self) -> &mut Extra {
-        self.extra.get_or_insert_with(Default::default)
-    }
-
-    /// What hooks may see of this client.
-    pub fn view(&self) -> ClientRef<'_> {
-        ClientRef {
-            id: self.id_str(),
-            ip: self.ip,
-            auth: self.auth(),
-            store: self.extra.as_ref().map(|e| &e.store),
-        }
-    }
-}
 
 /// Makes the id for slab `key` on `core` of `workers`.
 pub fn new_id(core: usize, workers: usize, key: usize) -> [u8; ID_LEN] {
@@ -151,8 +44,8 @@ pub fn new_id(core: usize, workers: usize, key: usize) -> [u8; ID_LEN] {
     let pick = usize::from(id[0]) % choices;
     id[0] = ALPHABET[core + pick * workers];
     let mut k = scramble().encode(key);
-    for slot in id[1..=KEY_DIGITS].iter_mut().rev() {
-        *slot = ALPHABET[k % 62];
+    for digit in id[1..=KEY_DIGITS].iter_mut().rev() {
+        *digit = ALPHABET[k % 62];
         k /= 62;
     }
     id

@@ -1,6 +1,7 @@
 //! The admin HTTP API: list, inspect, message and disconnect clients, and
 //! broadcast — the [`Broker`](crate::Broker) over HTTP, for backends that
-//! are not written in Rust. Same access rule as `POST /api/publish`.
+//! are not written in Rust. Same access rule as `POST /api/publish`
+//! (`super::access`).
 //!
 //! - `GET /api/clients?page=&perPage=` — a page of clients, shaped like
 //!   PocketBase's list responses;
@@ -8,43 +9,17 @@
 //! - `POST /api/clients/{id}/send` with `{"event": "…", "data": …}`;
 //! - `POST /api/broadcast` with `{"event": "…", "data": …}`.
 
-use crate::broker::Broker;
-use crate::http::error::{self, ApiError};
-use crate::http::request::{Head, Method};
-use crate::publish;
+use super::access;
+use super::caller::Caller;
+use super::validation::{self, check_event_name, json_object};
+use crate::http::error::ApiError;
+use crate::http::request::Head;
+use crate::routes::AdminRoute;
 use serde_json::{Map, Value, json};
 
 /// PocketBase's list defaults.
 const DEFAULT_PER_PAGE: usize = 30;
 const MAX_PER_PAGE: usize = 1000;
-
-/// An admin request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminRoute {
-    List,
-    Get,
-    Disconnect,
-    Send,
-    Broadcast,
-}
-
-/// The admin route for `head`, if it is one.
-pub fn route(head: &Head) -> Option<AdminRoute> {
-    let method = head.method;
-    if head.path == "/api/broadcast" {
-        return (method == Method::Post).then_some(AdminRoute::Broadcast);
-    }
-    if head.path == "/api/clients" {
-        return (method == Method::Get).then_some(AdminRoute::List);
-    }
-    let rest = head.path.strip_prefix("/api/clients/")?;
-    match (rest.split_once('/'), method) {
-        (None, Method::Get) if !rest.is_empty() => Some(AdminRoute::Get),
-        (None, Method::Delete) if !rest.is_empty() => Some(AdminRoute::Disconnect),
-        (Some((id, "send")), Method::Post) if !id.is_empty() => Some(AdminRoute::Send),
-        _ => None,
-    }
-}
 
 /// What an admin request is answered with.
 pub enum Reply {
@@ -52,19 +27,15 @@ pub enum Reply {
     NoContent,
 }
 
-/// Answers an authorised admin request.
+/// Answers an admin request, once the caller may use the API.
 pub async fn handle(
-    broker: &Broker,
-    route: AdminRoute,
+    caller: &Caller<'_>,
+    route: AdminRoute<'_>,
     head: &Head,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
-    let id = || {
-        head.path
-            .strip_prefix("/api/clients/")
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default()
-    };
+    access::authorize(caller, head)?;
+    let broker = caller.broker;
     match route {
         AdminRoute::List => {
             let (page, per_page) = paging(&head.query);
@@ -78,14 +49,14 @@ pub async fn handle(
                 "items": items,
             }))))
         }
-        AdminRoute::Get => Ok(Reply::Json(to_vec(&broker.client_by_id(id()).await?))),
-        AdminRoute::Disconnect => {
-            broker.unregister(id()).await?;
+        AdminRoute::Get(id) => Ok(Reply::Json(to_vec(&broker.client_by_id(id).await?))),
+        AdminRoute::Disconnect(id) => {
+            broker.unregister(id).await?;
             Ok(Reply::NoContent)
         }
-        AdminRoute::Send => {
+        AdminRoute::Send(id) => {
             let (event, data) = event_body(body)?;
-            let sent = broker.send_raw(id(), &event, data).await?;
+            let sent = broker.send_raw(id, &event, data).await?;
             Ok(Reply::Json(to_vec(&json!({"recipients": u64::from(sent)}))))
         }
         AdminRoute::Broadcast => {
@@ -112,14 +83,14 @@ fn paging(query: &str) -> (usize, usize) {
 
 /// `{"event": "…", "data": <any JSON>}` → the event name and compact data.
 fn event_body(body: &[u8]) -> Result<(String, Vec<u8>), ApiError> {
-    let map = publish::json_object(body, r#"{"event":"…","data":…}"#)?;
+    let map = json_object(body, r#"{"event":"…","data":…}"#)?;
     let mut errors = Map::new();
     let event = match map.get("event") {
         Some(Value::String(s)) if !s.is_empty() => {
-            publish::check_event_name(s, "event", &mut errors).then(|| s.clone())
+            check_event_name(s, "event", &mut errors).then(|| s.clone())
         }
         _ => {
-            errors.insert("event".into(), error::required());
+            errors.insert("event".into(), validation::required());
             None
         }
     };
@@ -128,7 +99,7 @@ fn event_body(body: &[u8]) -> Result<(String, Vec<u8>), ApiError> {
             let data = map.get("data").unwrap_or(&Value::Null).to_string();
             Ok((event, data.into_bytes()))
         }
-        _ => Err(ApiError::validation(error::sorted(errors))),
+        _ => Err(ApiError::validation(validation::sorted(errors))),
     }
 }
 
@@ -140,39 +111,6 @@ fn to_vec(value: &impl serde::Serialize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::parse_head;
-
-    fn route_of(raw: &str) -> Option<AdminRoute> {
-        route(&parse_head(raw.as_bytes(), 4096).unwrap().unwrap().0)
-    }
-
-    #[test]
-    fn routes() {
-        assert_eq!(
-            route_of("GET /api/clients?page=2 HTTP/1.1\r\n\r\n"),
-            Some(AdminRoute::List)
-        );
-        assert_eq!(
-            route_of("GET /api/clients/abc HTTP/1.1\r\n\r\n"),
-            Some(AdminRoute::Get)
-        );
-        assert_eq!(
-            route_of("DELETE /api/clients/abc HTTP/1.1\r\n\r\n"),
-            Some(AdminRoute::Disconnect)
-        );
-        assert_eq!(
-            route_of("POST /api/clients/abc/send HTTP/1.1\r\n\r\n"),
-            Some(AdminRoute::Send)
-        );
-        assert_eq!(
-            route_of("POST /api/broadcast HTTP/1.1\r\n\r\n"),
-            Some(AdminRoute::Broadcast)
-        );
-        assert_eq!(route_of("POST /api/clients HTTP/1.1\r\n\r\n"), None);
-        assert_eq!(route_of("GET /api/clients/ HTTP/1.1\r\n\r\n"), None);
-        assert_eq!(route_of("GET /api/clients/a/b HTTP/1.1\r\n\r\n"), None);
-    }
-
     #[test]
     fn paging_defaults_and_limits() {
         assert_eq!(paging(""), (1, 30));

@@ -1,6 +1,8 @@
-//! `POST /api/publish`: what a backend sends, turned into [`Message`]s.
+//! `POST /api/publish`: what a backend sends, decoded into [`Message`]s and
+//! handed to the [`Broker`](crate::Broker), which refuses what no client could
+//! take (413) and answers with the number of deliveries queued.
 //!
-//! Three body shapes are accepted:
+//! These body shapes are accepted:
 //! - a custom message `{"topic": "chat", "data": <any JSON>}`;
 //! - a record event `{"collection": "posts", "collectionId": "pbc_…",
 //!   "action": "create"|"update"|"delete", "record": {"id": "…", …}}`, delivered
@@ -19,181 +21,28 @@
 //! Data is serialised here, once, compactly; every core and every recipient
 //! shares those bytes.
 
-use crate::http::error::{self, ApiError};
-use crate::realtime::frame;
-use crate::realtime::subscribe::MAX_TOPIC_BYTES;
+use super::access;
+use super::caller::Caller;
+use super::validation::{
+    self, MAX_TOPIC_BYTES, check_event_name, field_error, invalid_type, json_object, required_str,
+};
+use crate::http::error::ApiError;
+use crate::http::request::Head;
+use crate::message::{Action, Audience, Message, UserIds};
 use serde_json::{Map, Value};
-use smallvec::SmallVec;
 
 /// Most messages one request may carry.
 pub const MAX_BATCH: usize = 10_000;
 
-/// What happened to a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Update,
-    Delete,
-}
-
-impl Action {
-    const ALL: [Action; 3] = [Action::Create, Action::Update, Action::Delete];
-
-    /// The action named `name` (as in the payload), if there is one.
-    pub fn from_name(name: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|a| a.as_str() == name)
-    }
-
-    /// The name PocketBase puts in the payload's `action`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Delete => "delete",
-        }
-    }
-}
-
-/// A message ready for fan-out: where it goes, its data, who may see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub target: Target,
-    pub data: Box<[u8]>,
-    pub audience: Audience,
-}
-
-/// Where a message goes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    /// To the subscribers of these topics (a custom message has one, a
-    /// record event up to six), each event named by its subscription.
-    Topics(SmallVec<[Box<str>; 1]>),
-    /// To every stream authenticated as this user, as event `event`.
-    User {
-        id: Box<str>,
-        /// When given, the user's collection must match too.
-        collection_id: Option<Box<str>>,
-        event: Box<str>,
-    },
-}
-
-/// Who may receive a message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Audience {
-    /// Everyone subscribed.
-    #[default]
-    Public,
-    /// Superusers only.
-    Superusers,
-    /// These users (by record id) and superusers.
-    Users(UserIds),
-}
-
-/// A set of user ids, sorted once so that the per-recipient check is a
-/// binary search, however long the list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserIds(Box<[Box<str>]>);
-
-impl UserIds {
-    pub fn new<S: Into<Box<str>>>(ids: impl IntoIterator<Item = S>) -> UserIds {
-        let mut ids: Vec<Box<str>> = ids.into_iter().map(Into::into).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        UserIds(ids.into())
-    }
-
-    pub fn contains(&self, id: &str) -> bool {
-        self.0.binary_search_by(|x| (**x).cmp(id)).is_ok()
-    }
-}
-
-impl Audience {
-    /// Whether a subscriber with this auth may receive the message.
-    pub fn admits(&self, auth: Option<&crate::auth::Auth>) -> bool {
-        match (self, auth) {
-            (Audience::Public, _) => true,
-            (_, Some(a)) if a.superuser => true,
-            (Audience::Users(ids), Some(a)) => ids.contains(&a.id),
-            _ => false,
-        }
-    }
-}
-
-impl Message {
-    /// A custom message: `data` is written verbatim as the event data.
-    pub fn custom(topic: &str, data: impl Into<Box<[u8]>>) -> Message {
-        Message {
-            target: Target::Topics(SmallVec::from_iter([topic.into()])),
-            data: data.into(),
-            audience: Audience::Public,
-        }
-    }
-
-    /// Event `event` for every stream of user `id`.
-    pub fn to_user(
-        id: &str,
-        collection_id: Option<&str>,
-        event: &str,
-        data: impl Into<Box<[u8]>>,
-    ) -> Message {
-        Message {
-            target: Target::User {
-                id: id.into(),
-                collection_id: collection_id.map(Into::into),
-                event: event.into(),
-            },
-            data: data.into(),
-            audience: Audience::Public,
-        }
-    }
-
-    /// The most bytes one delivery of it takes on the wire, counting the
-    /// event name as its topic (a subscription's `?…` suffix adds to that).
-    pub fn wire_len(&self) -> usize {
-        let longest = match &self.target {
-            Target::Topics(topics) => topics.iter().map(|t| t.len()).max().unwrap_or(0),
-            Target::User { event, .. } => event.len(),
-        };
-        frame::max_wire_len(longest, &self.data)
-    }
-
-    /// The same message, for `audience` only.
-    pub fn for_audience(self, audience: Audience) -> Message {
-        Message { audience, ..self }
-    }
-
-    /// A record event in collection `collection` (and its id, if known).
-    pub fn record(
-        collection: &str,
-        collection_id: Option<&str>,
-        action: Action,
-        record_id: &str,
-        record_json: &[u8],
-    ) -> Message {
-        let mut topics: SmallVec<[Box<str>; 1]> = SmallVec::new();
-        for c in std::iter::once(collection).chain(collection_id) {
-            for t in [format!("{c}/{record_id}"), format!("{c}/*"), c.to_owned()] {
-                if !topics.iter().any(|x| **x == *t) {
-                    topics.push(t.into());
-                }
-            }
-        }
-        let mut data = Vec::with_capacity(record_json.len() + 32);
-        data.extend_from_slice(b"{\"record\":");
-        data.extend_from_slice(record_json);
-        data.extend_from_slice(b",\"action\":\"");
-        data.extend_from_slice(action.as_str().as_bytes());
-        data.extend_from_slice(b"\"}");
-        Message {
-            target: Target::Topics(topics),
-            data: data.into(),
-            audience: Audience::Public,
-        }
-    }
+/// Answers `POST /api/publish` with the number of deliveries queued.
+pub async fn handle(caller: &Caller<'_>, head: &Head, body: &[u8]) -> Result<u64, ApiError> {
+    access::authorize(caller, head)?;
+    let messages = decode_messages(body)?;
+    Ok(caller.broker.publish_messages(messages).await?)
 }
 
 /// Parses a publish body into the messages it carries, in order.
-pub fn parse(body: &[u8]) -> Result<Vec<Message>, ApiError> {
+pub fn decode_messages(body: &[u8]) -> Result<Vec<Message>, ApiError> {
     let map = json_object(
         body,
         r#"{"topic":"…","data":…}, a record event or {"messages":[…]}"#,
@@ -202,14 +51,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<Message>, ApiError> {
         let Value::Array(items) = messages else {
             return Err(field_error(
                 "messages",
-                json_type_error("an array of messages"),
+                invalid_type("an array of messages"),
             ));
         };
         if items.is_empty() {
-            return Err(field_error("messages", error::required()));
+            return Err(field_error("messages", validation::required()));
         }
         if items.len() > MAX_BATCH {
-            return Err(field_error("messages", error::too_long(MAX_BATCH)));
+            return Err(field_error("messages", validation::too_long(MAX_BATCH)));
         }
         let mut out = Vec::with_capacity(items.len());
         let mut errors = Map::new();
@@ -222,7 +71,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Message>, ApiError> {
                     }
                 },
                 _ => {
-                    errors.insert(i.to_string(), json_type_error("an object"));
+                    errors.insert(i.to_string(), invalid_type("an object"));
                 }
             }
         }
@@ -233,18 +82,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<Message>, ApiError> {
     } else {
         one(&map)
             .map(|m| vec![m])
-            .map_err(|data| ApiError::validation(error::sorted(data)))
+            .map_err(|data| ApiError::validation(validation::sorted(data)))
     }
-}
-
-fn field_error(name: &str, err: Value) -> ApiError {
-    let mut data = Map::new();
-    data.insert(name.to_owned(), err);
-    ApiError::validation(error::sorted(data))
-}
-
-fn json_type_error(expected: &str) -> Value {
-    serde_json::json!({"code": "validation_invalid_type", "message": format!("Must be {expected}.")})
 }
 
 /// One message object; the error is a map of field → problem.
@@ -300,7 +139,7 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
             Some(_) => {
-                errors.insert("collectionId".into(), json_type_error("a non-empty string"));
+                errors.insert("collectionId".into(), invalid_type("a non-empty string"));
                 None
             }
         };
@@ -309,7 +148,7 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
             if action.is_none() {
                 errors.insert(
                     "action".into(),
-                    error::not_in(&Action::ALL.map(Action::as_str)),
+                    validation::not_in(&Action::ALL.map(Action::as_str)),
                 );
             }
             action
@@ -320,23 +159,23 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
                 _ => {
                     errors.insert(
                         "record".into(),
-                        serde_json::json!({"id": error::required()}),
+                        serde_json::json!({"id": validation::required()}),
                     );
                     None
                 }
             },
             None | Some(Value::Null) => {
-                errors.insert("record".into(), error::required());
+                errors.insert("record".into(), validation::required());
                 None
             }
             Some(_) => {
-                errors.insert("record".into(), json_type_error("an object"));
+                errors.insert("record".into(), invalid_type("an object"));
                 None
             }
         };
         for (name, value) in [("collection", collection), ("collectionId", collection_id)] {
-            if value.is_some_and(|v| v.len() > MAX_TOPIC_BYTES) {
-                errors.insert(name.into(), error::too_long(MAX_TOPIC_BYTES));
+            if value.is_some_and(|s| s.len() > MAX_TOPIC_BYTES) {
+                errors.insert(name.into(), validation::too_long(MAX_TOPIC_BYTES));
             }
         }
         match (collection, action, record, errors.is_empty()) {
@@ -380,54 +219,10 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
     }
 }
 
-/// A request body that must be a JSON object; `shape` says what to send.
-pub(crate) fn json_object(body: &[u8], shape: &str) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(format!(
-            "The body must be a JSON object: {shape}."
-        ))),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "The body is not valid JSON ({e}); send {shape}."
-        ))),
-    }
-}
-
-/// Whether `name`, given as field `field`, can be an event name (topics
-/// become event names too): not too long, no line breaks. Records the error.
-pub(crate) fn check_event_name(name: &str, field: &str, errors: &mut Map<String, Value>) -> bool {
-    let error = if name.len() > MAX_TOPIC_BYTES {
-        error::too_long(MAX_TOPIC_BYTES)
-    } else if !frame::is_valid_name(name) {
-        error::line_breaks()
-    } else {
-        return true;
-    };
-    errors.insert(field.into(), error);
-    false
-}
-
-fn required_str<'a>(
-    map: &'a Map<String, Value>,
-    name: &str,
-    errors: &mut Map<String, Value>,
-) -> Option<&'a str> {
-    match map.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s),
-        None | Some(Value::Null) | Some(Value::String(_)) => {
-            errors.insert(name.into(), error::required());
-            None
-        }
-        Some(_) => {
-            errors.insert(name.into(), json_type_error("a string"));
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Target;
 
     fn topics(m: &Message) -> Vec<&str> {
         match &m.target {
@@ -438,14 +233,14 @@ mod tests {
 
     #[test]
     fn audiences_and_user_messages() {
-        let m = parse(br#"{"collection":"notes","action":"create","record":{"id":"n1"},"audience":{"users":["u1","u2"]}}"#).unwrap();
+        let m = decode_messages(br#"{"collection":"notes","action":"create","record":{"id":"n1"},"audience":{"users":["u1","u2"]}}"#).unwrap();
         assert_eq!(
             m[0].audience,
             Audience::Users(UserIds::new(["u2", "u1", "u2"]))
         );
-        let m = parse(br#"{"topic":"t","audience":"superusers"}"#).unwrap();
+        let m = decode_messages(br#"{"topic":"t","audience":"superusers"}"#).unwrap();
         assert_eq!(m[0].audience, Audience::Superusers);
-        let m = parse(br#"{"topic":"inbox","data":{"a":1},"userId":"u1"}"#).unwrap();
+        let m = decode_messages(br#"{"topic":"inbox","data":{"a":1},"userId":"u1"}"#).unwrap();
         assert_eq!(
             m[0],
             Message::to_user("u1", None, "inbox", br#"{"a":1}"#.to_vec())
@@ -455,37 +250,24 @@ mod tests {
             r#"{"topic":"t","audience":{"users":"u1"}}"#,
             r#"{"topic":"t","audience":{"users":[1]}}"#,
         ] {
-            let body = String::from_utf8(parse(bad.as_bytes()).unwrap_err().body()).unwrap();
+            let body =
+                String::from_utf8(decode_messages(bad.as_bytes()).unwrap_err().body()).unwrap();
             assert!(
                 body.contains(r#""audience":{"code":"validation_invalid_audience""#),
                 "{body}"
             );
         }
-        let e = parse(br#"{"topic":"t","userId":""}"#).unwrap_err();
+        let e = decode_messages(br#"{"topic":"t","userId":""}"#).unwrap_err();
         assert!(
             String::from_utf8(e.body())
                 .unwrap()
                 .contains(r#""userId":{"code":"validation_required""#)
         );
-        let auth = |superuser| crate::auth::Auth {
-            id: "u1".into(),
-            collection_id: "c".into(),
-            collection_name: "users".into(),
-            superuser,
-        };
-        let users = Audience::Users(UserIds::new(["zz", "u1", "a"]));
-        assert!(users.admits(Some(&auth(false))));
-        let nobody = Audience::Users(UserIds::new(Vec::<String>::new()));
-        assert!(!nobody.admits(Some(&auth(false))));
-        assert!(nobody.admits(Some(&auth(true))));
-        assert!(!users.admits(None));
-        assert!(!Audience::Superusers.admits(Some(&auth(false))));
-        assert!(Audience::Public.admits(None));
     }
 
     #[test]
     fn custom_message_is_serialised_compactly() {
-        let m = parse(
+        let m = decode_messages(
             br#"{"topic":"chat","data":{ "b" : 1, "a" : [1, 2.50, 12345678901234567890123] }}"#,
         )
         .unwrap();
@@ -494,13 +276,13 @@ mod tests {
             &*m[0].data,
             br#"{"b":1,"a":[1,2.50,12345678901234567890123]}"#
         );
-        let m = parse(br#"{"topic":"chat"}"#).unwrap();
+        let m = decode_messages(br#"{"topic":"chat"}"#).unwrap();
         assert_eq!(&*m[0].data, b"null");
     }
 
     #[test]
     fn record_event_topics_and_payload() {
-        let m = parse(br#"{"collection":"posts","collectionId":"pbc_1","action":"create","record":{"title":"x","id":"R1"}}"#).unwrap();
+        let m = decode_messages(br#"{"collection":"posts","collectionId":"pbc_1","action":"create","record":{"title":"x","id":"R1"}}"#).unwrap();
         assert_eq!(
             topics(&m[0]),
             [
@@ -511,25 +293,29 @@ mod tests {
             &*m[0].data,
             br#"{"record":{"title":"x","id":"R1"},"action":"create"}"#
         );
-        let m = parse(br#"{"collection":"posts","action":"delete","record":{"id":"R1"}}"#).unwrap();
+        let m =
+            decode_messages(br#"{"collection":"posts","action":"delete","record":{"id":"R1"}}"#)
+                .unwrap();
         assert_eq!(topics(&m[0]), ["posts/R1", "posts/*", "posts"]);
     }
 
     #[test]
     fn batch_keeps_order() {
-        let m = parse(br#"{"messages":[{"topic":"a","data":1},{"topic":"b","data":2}]}"#).unwrap();
+        let m = decode_messages(br#"{"messages":[{"topic":"a","data":1},{"topic":"b","data":2}]}"#)
+            .unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(topics(&m[1]), ["b"]);
     }
 
     #[test]
     fn errors_name_the_fields() {
-        let e = parse(br#"{"data":1}"#).unwrap_err();
+        let e = decode_messages(br#"{"data":1}"#).unwrap_err();
         assert_eq!(
             String::from_utf8(e.body()).unwrap(),
             r#"{"data":{"topic":{"code":"validation_required","message":"Cannot be blank."}},"message":"Something went wrong while processing your request.","status":400}"#
         );
-        let e = parse(br#"{"collection":"posts","action":"nope","record":{}}"#).unwrap_err();
+        let e =
+            decode_messages(br#"{"collection":"posts","action":"nope","record":{}}"#).unwrap_err();
         let body = String::from_utf8(e.body()).unwrap();
         assert!(
             body.contains(r#""action":{"code":"validation_not_in""#),
@@ -539,7 +325,7 @@ mod tests {
             body.contains(r#""record":{"id":{"code":"validation_required""#),
             "{body}"
         );
-        let e = parse(br#"{"messages":[{"topic":"a"},{"topic":""},3]}"#).unwrap_err();
+        let e = decode_messages(br#"{"messages":[{"topic":"a"},{"topic":""},3]}"#).unwrap_err();
         let body = String::from_utf8(e.body()).unwrap();
         assert!(
             body.starts_with(r#"{"data":{"messages":{"1":{"topic":"#),
@@ -549,9 +335,9 @@ mod tests {
             body.contains(r#""2":{"code":"validation_invalid_type""#),
             "{body}"
         );
-        assert_eq!(parse(b"[1]").unwrap_err().status, 400);
+        assert_eq!(decode_messages(b"[1]").unwrap_err().status, 400);
         assert!(
-            parse(b"{oops")
+            decode_messages(b"{oops")
                 .unwrap_err()
                 .message
                 .contains("not valid JSON")

@@ -1,0 +1,79 @@
+//! The HTTP API: one file per endpoint, each decoding its body, checking
+//! access and calling the [`Broker`] — the one way into the cores — then
+//! answering in PocketBase's shapes. The mapping from what a core or the
+//! broker refuses to PocketBase's status codes and messages lives here, and
+//! only here.
+//!
+//! | endpoint | file |
+//! | --- | --- |
+//! | `POST /api/realtime` (subscriptions) | [`subscribe`] |
+//! | `POST /api/publish` | [`publish`] |
+//! | `GET /api/stats` | [`stats`] |
+//! | `/api/clients…`, `POST /api/broadcast` | [`admin`] |
+//! | who may use publish, stats and admin | [`access`] |
+//! | what a handler knows of the request's origin | `caller` |
+//! | refusals of the core and the broker, in PocketBase's words | `errors` |
+//! | PocketBase's field-level error vocabulary | [`validation`] |
+
+pub mod access;
+pub mod admin;
+mod caller;
+mod errors;
+pub mod publish;
+pub mod stats;
+pub mod subscribe;
+pub mod validation;
+
+pub use caller::Caller;
+
+use crate::http::error::ApiError;
+use crate::http::request::Head;
+use crate::http::response::Responder;
+use crate::routes::Endpoint;
+
+/// Answers a request for `endpoint` into `out`.
+pub async fn answer(
+    caller: &Caller<'_>,
+    responder: &Responder<'_>,
+    endpoint: Endpoint<'_>,
+    head: &Head,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let result = match endpoint {
+        Endpoint::Preflight => {
+            responder.preflight(out, head);
+            Ok(())
+        }
+        Endpoint::Subscribe => subscribe::handle(caller, head, body)
+            .await
+            .map(|()| responder.no_content(out)),
+        Endpoint::Publish => publish::handle(caller, head, body).await.map(|n| {
+            responder.json(out, 200, format!("{{\"recipients\":{n}}}").as_bytes());
+        }),
+        Endpoint::Stats => stats::handle(caller, head)
+            .await
+            .map(|body| responder.json(out, 200, &body)),
+        Endpoint::Admin(route) => {
+            admin::handle(caller, route, head, body)
+                .await
+                .map(|reply| match reply {
+                    admin::Reply::Json(body) => responder.json(out, 200, &body),
+                    admin::Reply::NoContent => responder.no_content(out),
+                })
+        }
+        Endpoint::Health { head_only } => {
+            let body = br#"{"message":"API is healthy.","code":200,"data":{}}"#;
+            responder.json(out, 200, body);
+            if head_only {
+                out.truncate(out.len() - body.len());
+            }
+            Ok(())
+        }
+        Endpoint::NotFound { file: true } => Err(ApiError::new(404, "File not found.")),
+        Endpoint::NotFound { file: false } => Err(ApiError::not_found()),
+    };
+    if let Err(err) = result {
+        responder.error(out, &err);
+    }
+}

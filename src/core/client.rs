@@ -1,0 +1,181 @@
+//! One realtime client's record: who it is, what it holds, what it has queued.
+//!
+//! Kept small, because an idle stream costs its record, its stream task and a
+//! pending read, nothing else: the id is inline (fan-out writes point their
+//! iovecs at it), the write queue is a head/tail pair into the core's shared
+//! [`Deliveries`](super::queue::Deliveries), and what few clients have (auth, a
+//! store, timeouts of their own) lives out of line in [`Extra`].
+
+use super::queue::Queue;
+use super::topics::TopicId;
+use crate::auth::Auth;
+use crate::frame::{BodyMode, ID_LEN};
+use crate::hooks::{ClientRef, EndReason, Store};
+use crate::runtime::SocketRef;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use smallvec::SmallVec;
+use std::net::IpAddr;
+use std::task::Waker;
+use std::time::SystemTime;
+
+/// One SSE subscriber.
+#[derive(Debug)]
+pub struct Client {
+    pub id: [u8; ID_LEN],
+    pub ip: IpAddr,
+    /// For the core's direct (non-io_uring) writes.
+    pub socket: SocketRef,
+    pub mode: BodyMode,
+    pub subs: SmallVec<[TopicId; 4]>,
+    pub queue: Queue,
+    /// Bytes of frames queued and not yet written.
+    pub queued_bytes: usize,
+    /// Bytes of the first queued frame already written (a partial write).
+    pub sent: usize,
+    /// The stream task, parked until its socket is full (see `blocked`) or
+    /// the stream ends.
+    pub waker: Option<Waker>,
+    /// Waiting in the core's flush line.
+    pub dirty: bool,
+    /// The socket was full: the stream task writes through io_uring until the
+    /// queue is empty, and the core does not write directly.
+    pub blocked: bool,
+    pub connected_ms: u64,
+    /// When a message was last written; the idle timer counts from here.
+    pub last_write_ms: u64,
+    pub end: Option<EndReason>,
+    pub extra: Option<Box<Extra>>,
+}
+
+/// The less common parts of a client.
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub auth: Option<Auth>,
+    pub store: Store,
+    /// Set by the connect hook, instead of the server's.
+    pub idle_timeout_ms: Option<u64>,
+    pub max_lifetime_ms: Option<u64>,
+}
+
+impl Client {
+    pub fn new(
+        id: [u8; ID_LEN],
+        ip: IpAddr,
+        socket: SocketRef,
+        mode: BodyMode,
+        now: u64,
+    ) -> Client {
+        Client {
+            id,
+            ip: ip.to_canonical(),
+            socket,
+            mode,
+            subs: SmallVec::new(),
+            queue: Queue::default(),
+            queued_bytes: 0,
+            sent: 0,
+            waker: None,
+            dirty: false,
+            blocked: false,
+            connected_ms: now,
+            last_write_ms: now,
+            end: None,
+            extra: None,
+        }
+    }
+
+    /// The id as text (it is always ASCII alphanumerics).
+    pub fn id_str(&self) -> &str {
+        std::str::from_utf8(&self.id).unwrap_or_default()
+    }
+
+    pub fn auth(&self) -> Option<&Auth> {
+        self.extra.as_ref()?.auth.as_ref()
+    }
+
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// What hooks may see of this client.
+    pub fn view(&self) -> ClientRef<'_> {
+        ClientRef {
+            id: self.id_str(),
+            ip: self.ip,
+            auth: self.auth(),
+            store: self.extra.as_ref().map(|e| &e.store),
+        }
+    }
+
+    /// Ends the stream: its task is woken to finish it (after the queue is
+    /// written, if the end is graceful).
+    pub fn end(&mut self, reason: EndReason) {
+        self.end = Some(reason);
+        self.wake();
+    }
+
+    /// Whether the stream ended in a way that drops its queue unwritten.
+    pub fn aborted(&self) -> bool {
+        self.end.is_some_and(|r| !r.is_graceful())
+    }
+
+    pub fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Remembers the stream task to wake (unless it is the one already kept).
+    pub fn park(&mut self, waker: &Waker) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = Some(waker.clone());
+        }
+    }
+
+    pub fn store(&mut self, op: StoreOp) -> Option<Value> {
+        match op {
+            StoreOp::Get(k) => self.extra.as_ref().and_then(|e| e.store.get(&k).cloned()),
+            StoreOp::Set(k, v) => self.extra_mut().store.insert(k, v),
+            StoreOp::Unset(k) => self.extra.as_mut().and_then(|e| e.store.remove(&k)),
+        }
+    }
+}
+
+/// A read or change of one client's store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreOp {
+    Get(String),
+    Set(String, Value),
+    Unset(String),
+}
+
+/// A snapshot of one client, taken on its core.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    pub id: String,
+    pub subscriptions: Vec<String>,
+    /// The IP its stream came from.
+    #[serde(rename = "remoteIP")]
+    pub remote_ip: IpAddr,
+    #[serde(serialize_with = "pocketbase_datetime")]
+    pub connected_at: SystemTime,
+    /// Who it is, once a subscription POST carried a valid token.
+    pub auth: Option<Auth>,
+    #[serde(serialize_with = "sorted")]
+    pub store: Store,
+    /// The core that serves it.
+    pub core: usize,
+}
+
+/// PocketBase's datetime format: `2026-11-23 00:23:02.501Z`.
+fn pocketbase_datetime<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let text = humantime::format_rfc3339_millis(*t).to_string();
+    s.serialize_str(&text.replacen('T', " ", 1))
+}
+
+/// Store keys in order, so answers are stable.
+fn sorted<S: Serializer>(store: &Store, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(store.iter().collect::<std::collections::BTreeMap<_, _>>())
+}

@@ -1,0 +1,129 @@
+//! The fan-out engine: who receives a message.
+//!
+//! Like uWebSockets' TopicTree, it holds the subscriptions (interned, in
+//! [`Topics`]) and the user index, and for each published message builds one
+//! [`Frame`] per matching subscription string — serialised once, shared by
+//! every recipient of that string — then hands each (recipient, frame) pair
+//! to the caller's delivery function. It never touches a client's queue or a
+//! socket: what a delivery does is the caller's business (`core::delivery`).
+
+use super::topics::{TopicId, Topics};
+use super::users::Users;
+use crate::frame::Frame;
+use crate::message::{Message, Target};
+use smallvec::SmallVec;
+use std::rc::Rc;
+
+#[derive(Debug, Default)]
+pub struct PubSub {
+    topics: Topics,
+    users: Users,
+}
+
+impl PubSub {
+    /// Replaces client `key`'s subscriptions `held` with `new`.
+    pub fn replace(&mut self, key: u32, held: &mut SmallVec<[TopicId; 4]>, new: &[String]) {
+        for t in held.drain(..) {
+            self.topics.remove(t, key);
+        }
+        for name in new {
+            held.push(self.topics.add(name, key));
+        }
+    }
+
+    /// Client `key` is gone: it no longer holds `held` nor belongs to `user`.
+    pub fn release(&mut self, key: u32, held: &[TopicId], user: Option<&str>) {
+        for &t in held {
+            self.topics.remove(t, key);
+        }
+        if let Some(user) = user {
+            self.users.remove(user, key);
+        }
+    }
+
+    /// Client `key` is now authenticated as `user`.
+    pub fn add_user(&mut self, user: &str, key: u32) {
+        self.users.add(user, key);
+    }
+
+    /// The subscription strings of `held`, for snapshots and hooks.
+    pub fn names(&self, held: &[TopicId]) -> Vec<String> {
+        held.iter()
+            .map(|&t| self.topics.name(t).to_owned())
+            .collect()
+    }
+
+    /// Distinct subscription strings held on this core.
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Calls `deliver(client key, frame, event name)` for every recipient of
+    /// `msg`, in subscription order. Per recipient this is a slice walk and
+    /// the call: frames are built per subscription string, not per client.
+    #[inline]
+    pub fn recipients(&self, msg: &Message, mut deliver: impl FnMut(u32, &Rc<Frame>, &str)) {
+        match &msg.target {
+            Target::Topics(list) => {
+                for topic in list {
+                    for sub in self.topics.matching(topic) {
+                        let name = self.topics.name(sub);
+                        let frame = Rc::new(Frame::new(name.as_bytes(), &msg.data));
+                        for &key in self.topics.subscribers(sub) {
+                            deliver(key, &frame, name);
+                        }
+                    }
+                }
+            }
+            Target::User { id, event, .. } => {
+                let keys = self.users.clients(id);
+                if keys.is_empty() {
+                    return;
+                }
+                let frame = Rc::new(Frame::new(event.as_bytes(), &msg.data));
+                for &key in keys {
+                    deliver(key, &frame, event);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn users(&self) -> &Users {
+        &self.users
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(p: &PubSub, msg: &Message) -> Vec<(u32, String)> {
+        let mut out = Vec::new();
+        p.recipients(msg, |key, _, name| out.push((key, name.to_owned())));
+        out
+    }
+
+    #[test]
+    fn topics_and_users_reach_their_clients_once_per_subscription() {
+        let mut p = PubSub::default();
+        let (mut a, mut b) = (SmallVec::new(), SmallVec::new());
+        p.replace(1, &mut a, &["chat".into(), "chat?x=1".into()]);
+        p.replace(2, &mut b, &["other".into()]);
+        p.add_user("u1", 2);
+        assert_eq!(
+            collect(&p, &Message::custom("chat", *b"1")),
+            [(1, "chat".to_owned()), (1, "chat?x=1".to_owned())]
+        );
+        assert_eq!(
+            collect(&p, &Message::to_user("u1", None, "inbox", *b"1")),
+            [(2, "inbox".to_owned())]
+        );
+        p.replace(1, &mut a, &["other".into()]);
+        assert_eq!(p.topic_count(), 1);
+        p.release(2, &b, Some("u1"));
+        p.release(1, &a, None);
+        assert_eq!(p.topic_count(), 0);
+        assert!(p.users().is_empty());
+    }
+}

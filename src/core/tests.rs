@@ -1,0 +1,463 @@
+//! Unit tests of a core: fan-out, auth changes, audiences, writes, caps,
+//! ends, and the named-client operations, on clients without sockets or on
+//! socket pairs.
+
+use super::*;
+use crate::hooks::Hooks;
+use crate::message::{Action, Audience, UserIds};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::task::{Context, Poll, Waker};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const NO_SOCKET: SocketRef = SocketRef::new(-1);
+
+fn settings() -> Settings {
+    Settings {
+        workers: 1,
+        idle_timeout: Duration::from_secs(300),
+        max_lifetime: Duration::from_secs(1800),
+        max_queue_bytes: 1 << 20,
+    }
+}
+
+fn core() -> Core {
+    core_with(settings(), Hooks::new())
+}
+
+fn core_with(settings: Settings, hooks: Hooks) -> Core {
+    Core::new(0, settings, Policy::new(hooks, Default::default()))
+}
+
+fn render(core: &mut Core, key: usize) -> Vec<u8> {
+    let pieces = core.take_write(key);
+    let bytes: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+    core.complete_write(key, bytes.len());
+    core.recycle(pieces);
+    bytes
+}
+
+#[test]
+fn publish_reaches_matching_subscriptions_with_their_names() {
+    let mut c = core();
+    let (a, id_a) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    let (b, id_b) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.set_subscriptions(
+        &id_a,
+        a,
+        LOCAL,
+        vec!["chat".into(), "chat?x=1".into()],
+        None,
+    )
+    .unwrap();
+    c.set_subscriptions(&id_b, b, LOCAL, vec!["other".into()], None)
+        .unwrap();
+    assert_eq!(c.publish(&[Message::custom("chat", *b"1")]), 2);
+    let out = String::from_utf8(render(&mut c, a)).unwrap();
+    let id = std::str::from_utf8(&id_a).unwrap();
+    assert_eq!(
+        out,
+        format!("id:{id}\nevent:chat\ndata:1\n\nid:{id}\nevent:chat?x=1\ndata:1\n\n")
+    );
+    assert_eq!(c.stats().frames_written, 2);
+}
+
+fn user(id: &str, superuser: bool) -> Option<Auth> {
+    Some(Auth {
+        id: id.into(),
+        collection_id: if superuser {
+            "pbc_3142635823"
+        } else {
+            "_pb_users_auth_"
+        }
+        .into(),
+        collection_name: if superuser { "_superusers" } else { "users" }.into(),
+        superuser,
+    })
+}
+
+#[test]
+fn auth_changes_follow_pocketbase() {
+    let mut c = core();
+    let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["a".into()], None)
+        .unwrap();
+    // Guest → user once; the same user again; anything else is refused and changes nothing.
+    c.set_subscriptions(&id, k, LOCAL, vec!["b".into()], user("u1", false))
+        .unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["c".into()], user("u1", false))
+        .unwrap();
+    for other in [None, user("u2", false), user("u1", true)] {
+        assert_eq!(
+            c.set_subscriptions(&id, k, LOCAL, vec!["d".into()], other),
+            Err(CoreError::AuthChanged)
+        );
+    }
+    assert_eq!(c.client_info(&id, k).unwrap().subscriptions, ["c"]);
+}
+
+#[test]
+fn audiences_and_messages_to_one_user() {
+    let mut c = core();
+    let mut keys = Vec::new();
+    for auth in [
+        None,
+        user("u1", false),
+        user("u1", false),
+        user("u2", false),
+        user("su", true),
+    ] {
+        let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+        c.set_subscriptions(&id, k, LOCAL, vec!["notes/*".into()], auth)
+            .unwrap();
+        keys.push((k, id));
+    }
+    let note = |audience| {
+        Message::record("notes", None, Action::Create, "n1", br#"{"id":"n1"}"#)
+            .for_audience(audience)
+    };
+    assert_eq!(c.publish(&[note(Audience::Public)]), 5);
+    assert_eq!(c.publish(&[note(Audience::Superusers)]), 1);
+    let users = |ids: &[&str]| Audience::Users(UserIds::new(ids.to_vec()));
+    assert_eq!(c.publish(&[note(users(&["u1"]))]), 3);
+    assert_eq!(c.publish(&[note(users(&[]))]), 1);
+    assert_eq!(
+        c.publish(&[Message::to_user("u1", None, "inbox", *b"1")]),
+        2
+    );
+    assert_eq!(
+        c.publish(&[Message::to_user("u1", Some("other"), "inbox", *b"1")]),
+        0
+    );
+    assert_eq!(
+        c.publish(&[Message::to_user(
+            "u1",
+            Some("_pb_users_auth_"),
+            "inbox",
+            *b"1"
+        )]),
+        2
+    );
+    // The index forgets clients that leave.
+    c.unregister(keys[1].0, EndReason::ClientClosed);
+    assert_eq!(
+        c.publish(&[Message::to_user("u1", None, "inbox", *b"1")]),
+        1
+    );
+    c.unregister(keys[2].0, EndReason::ClientClosed);
+    assert_eq!(
+        c.publish(&[Message::to_user("u1", None, "inbox", *b"1")]),
+        0
+    );
+    assert!(c.pubsub.users().clients("u1").is_empty());
+}
+
+#[test]
+fn subscribe_checks_id_and_ip() {
+    let mut c = core();
+    let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Chunked).unwrap();
+    let mut wrong = id.to_vec();
+    wrong[39] = if wrong[39] == b'a' { b'b' } else { b'a' };
+    assert!(matches!(
+        c.set_subscriptions(&wrong, k, LOCAL, vec![], None),
+        Err(CoreError::NotFound(_))
+    ));
+    let other: IpAddr = "127.0.0.2".parse().unwrap();
+    assert_eq!(
+        c.set_subscriptions(&id, k, other, vec![], None),
+        Err(CoreError::ForeignAddress)
+    );
+    c.set_subscriptions(&id, k, LOCAL, vec!["a".into(), "b".into()], None)
+        .unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["b".into()], None)
+        .unwrap();
+    assert_eq!((c.stats().subscriptions, c.stats().topics), (1, 1));
+    c.unregister(k, EndReason::ClientClosed);
+    assert_eq!(
+        (c.stats().subscriptions, c.stats().topics, c.stats().clients),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn partial_writes_resume_mid_frame() {
+    let mut c = core();
+    let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Chunked).unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["t".into()], None)
+        .unwrap();
+    c.publish(&[Message::custom("t", *b"abc"), Message::custom("t", *b"def")]);
+    let mut all = Vec::new();
+    loop {
+        let pieces = c.take_write(k);
+        if pieces.is_empty() {
+            break;
+        }
+        let first: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .take(7)
+            .collect();
+        all.extend_from_slice(&first);
+        c.complete_write(k, first.len());
+        c.recycle(pieces);
+    }
+    let text = String::from_utf8(all).unwrap();
+    assert!(
+        text.contains("data:abc\n\n\r\n") && text.ends_with("data:def\n\n\r\n"),
+        "{text}"
+    );
+    assert_eq!(c.stats().queued_bytes, 0);
+}
+
+#[test]
+fn flush_writes_directly_and_hands_full_sockets_to_the_task() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut c = core();
+    let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (k, id) = c
+        .register(LOCAL, SocketRef::new(ours.as_raw_fd()), BodyMode::Raw)
+        .unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["t".into()], None)
+        .unwrap();
+    c.publish(&[Message::custom("t", *b"1"), Message::custom("t", *b"2")]);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(c.poll_flush(&mut cx), Poll::Ready(()));
+    c.flush_some(16);
+    assert_eq!(c.poll_flush(&mut cx), Poll::Pending);
+    let mut got = vec![0u8; 4096];
+    let n = peer.read(&mut got).unwrap();
+    let id = std::str::from_utf8(&id).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&got[..n]).unwrap(),
+        format!("id:{id}\nevent:t\ndata:1\n\nid:{id}\nevent:t\ndata:2\n\n")
+    );
+    let s = c.stats();
+    assert_eq!((s.frames_written, s.writes, s.queued_bytes), (2, 1, 0));
+    // A peer that does not read: the socket fills and the task takes over.
+    let big = vec![b'x'; 64 * 1024];
+    while !c.registry.client(k).blocked {
+        c.publish(&[Message::custom("t", big.clone())]);
+        c.flush_some(16);
+    }
+    assert_eq!(c.poll_client(k, &mut cx), Poll::Ready(ClientEvent::Write));
+    assert!(c.stats().queued_bytes > 0);
+}
+
+#[test]
+fn a_socket_stalled_for_the_idle_timeout_is_dropped() {
+    use std::os::fd::AsRawFd;
+    let settings = Settings {
+        idle_timeout: Duration::ZERO,
+        ..settings()
+    };
+    let mut c = core_with(settings, Hooks::new());
+    let (_peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (k, id) = c
+        .register(LOCAL, SocketRef::new(ours.as_raw_fd()), BodyMode::Raw)
+        .unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["t".into()], None)
+        .unwrap();
+    while !c.registry.client(k).blocked {
+        c.publish(&[Message::custom("t", vec![b'x'; 64 * 1024])]);
+        c.flush_some(16);
+    }
+    c.expire();
+    let s = c.stats();
+    assert_eq!((s.dropped_clients, s.queued_bytes), (1, 0));
+    assert!(s.dropped_frames >= 1);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(
+        c.poll_client(k, &mut cx),
+        Poll::Ready(ClientEvent::End(EndReason::SlowConsumer))
+    );
+}
+
+#[test]
+fn slow_consumer_is_dropped_and_counted() {
+    let mut c = core_with(
+        Settings {
+            max_queue_bytes: 200,
+            ..settings()
+        },
+        Hooks::new(),
+    );
+    let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Chunked).unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["t".into()], None)
+        .unwrap();
+    let msgs: Vec<_> = (0..5)
+        .map(|_| Message::custom("t", vec![b'x'; 50]))
+        .collect();
+    let delivered = c.publish(&msgs);
+    assert!(delivered < 5);
+    let s = c.stats();
+    assert_eq!(
+        (s.dropped_clients, s.dropped_frames, s.queued_bytes),
+        (1, delivered + 1, 0)
+    );
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(
+        c.poll_client(k, &mut cx),
+        Poll::Ready(ClientEvent::End(EndReason::SlowConsumer))
+    );
+}
+
+#[test]
+fn graceful_end_flushes_first_and_stops_new_frames() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut c = core();
+    let (mut peer, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (k, id) = c
+        .register(LOCAL, SocketRef::new(ours.as_raw_fd()), BodyMode::Chunked)
+        .unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["t".into()], None)
+        .unwrap();
+    c.publish(&[Message::custom("t", *b"1")]);
+    c.begin_shutdown();
+    assert_eq!(c.publish(&[Message::custom("t", *b"2")]), 0);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert_eq!(
+        c.poll_client(k, &mut cx),
+        Poll::Pending,
+        "queued frames go first"
+    );
+    c.flush_some(16);
+    assert_eq!(
+        c.poll_client(k, &mut cx),
+        Poll::Ready(ClientEvent::End(EndReason::Shutdown))
+    );
+    let mut got = vec![0u8; 4096];
+    let n = peer.read(&mut got).unwrap();
+    assert!(got[..n].ends_with(b"event:t\ndata:1\n\n\r\n"));
+}
+
+#[test]
+fn send_reaches_one_client_and_refuses_when_full() {
+    let settings = Settings {
+        max_queue_bytes: 300,
+        ..settings()
+    };
+    let mut c = core_with(settings, Hooks::new());
+    let (a, id_a) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    let (_b, _) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    assert_eq!(c.send(&id_a, a, "hello", b"1"), Ok(true));
+    assert_eq!(c.stats().deliveries, 1);
+    let big = vec![b'x'; 200];
+    assert!(matches!(
+        c.send(&id_a, a, "big", &big),
+        Err(CoreError::QueueFull(_))
+    ));
+    // Refused, not dropped: the client is still there.
+    assert_eq!((c.stats().clients, c.stats().dropped_clients), (2, 0));
+    let mut wrong = id_a;
+    wrong[39] ^= 1;
+    assert!(matches!(
+        c.send(&wrong, a, "x", b"1"),
+        Err(CoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn broadcast_store_and_end() {
+    let mut c = core_with(settings(), Hooks::new());
+    let (a, id_a) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    let (b, id_b) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.set_subscriptions(&id_b, b, LOCAL, vec!["t".into()], None)
+        .unwrap();
+    assert_eq!(c.broadcast("all", b"{}"), 2);
+    assert_eq!(
+        c.store(&id_a, a, StoreOp::Set("k".into(), Value::from(1))),
+        Ok(None)
+    );
+    assert_eq!(
+        c.store(&id_a, a, StoreOp::Get("k".into())),
+        Ok(Some(Value::from(1)))
+    );
+    assert_eq!(
+        c.store(&id_a, a, StoreOp::Unset("k".into())),
+        Ok(Some(Value::from(1)))
+    );
+    let info = c.client_info(&id_b, b).unwrap();
+    assert_eq!(info.subscriptions, ["t"]);
+    assert_eq!(info.id.as_bytes(), id_b);
+    let (total, page) = c.client_page(1, 10);
+    assert_eq!((total, page.len()), (2, 1));
+    c.end_client(&id_a, a).unwrap();
+    assert!(matches!(
+        c.end_client(&id_a, a),
+        Err(CoreError::NotFound(_))
+    ));
+    assert_eq!(c.client_page(0, 10).0, 1);
+    // Its stream still ends only after its queue is written.
+    assert_eq!(c.publish(&[Message::custom("t", *b"1")]), 1);
+}
+
+#[test]
+fn a_skipped_pb_connect_is_counted() {
+    let hooks = Hooks::new().on_message(|e| {
+        if e.name() == "PB_CONNECT" {
+            e.skip();
+        }
+    });
+    let mut c = core_with(settings(), hooks);
+    let (k, _) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    assert_eq!(c.hook_message(k, "PB_CONNECT", b"{}"), Outcome::Skip);
+    assert_eq!(c.hook_message(k, "other", b"{}"), Outcome::Deliver);
+    assert_eq!(c.stats().hook_skipped, 1);
+}
+
+#[test]
+fn message_hook_skips_and_rewrites_per_client() {
+    let hooks = Hooks::new().on_message(|e| {
+        if e.client().get("mute").is_some() {
+            e.skip();
+        } else if e.name() == "t" {
+            e.set_data(format!("{{\"for\":\"{}\"}}", &e.client().id()[..4]));
+        }
+    });
+    let mut c = core_with(settings(), hooks);
+    let (a, id_a) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    let (b, id_b) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    for (k, id) in [(a, id_a), (b, id_b)] {
+        c.set_subscriptions(&id, k, LOCAL, vec!["t".into()], None)
+            .unwrap();
+    }
+    c.store(&id_b, b, StoreOp::Set("mute".into(), Value::Bool(true)))
+        .unwrap();
+    assert_eq!(c.publish(&[Message::custom("t", *b"1")]), 1);
+    assert_eq!(c.stats().hook_skipped, 1);
+    let pieces = c.take_write(a);
+    let text: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+    let text = String::from_utf8(text).unwrap();
+    let id = std::str::from_utf8(&id_a).unwrap();
+    assert_eq!(
+        text,
+        format!("id:{id}\nevent:t\ndata:{{\"for\":\"{}\"}}\n\n", &id[..4])
+    );
+}
+
+#[test]
+fn the_disconnect_hook_sees_what_the_client_held() {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let hooks = Hooks::new().on_disconnect(move |e| {
+        log.lock()
+            .unwrap()
+            .push((e.reason(), e.subscriptions().to_vec()));
+    });
+    let mut c = core_with(settings(), hooks);
+    let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec!["a".into(), "b?x".into()], None)
+        .unwrap();
+    c.unregister(k, EndReason::IdleTimeout);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(
+            EndReason::IdleTimeout,
+            vec!["a".to_owned(), "b?x".to_owned()]
+        )]
+    );
+    assert_eq!((c.stats().subscriptions, c.stats().topics), (0, 0));
+}

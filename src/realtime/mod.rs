@@ -1,4 +1,0 @@
-//! The PocketBase realtime protocol: SSE framing and subscription requests.
-
-pub mod frame;
-pub mod subscribe;
