@@ -1,12 +1,12 @@
 // The tests shared by ringcast's self-verifying token modes (--auth-jwt-secret,
 // --auth-jwt-public-key): the test mints its own JWTs, stores them in the SDK's authStore as an
 // app would after its own login, and checks per-user delivery and the auth downgrade rule.
-import { test, before, after, afterEach } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac, sign } from "node:crypto";
-import { startStack, collect, waitForItem } from "./harness.mjs";
-
-export const MISMATCH = { data: {}, message: "The current and the previous request authorization don't match.", status: 403 };
+import { MISMATCH } from "./pocketbase.mjs";
+import { collect, waitForItem } from "./sdk.mjs";
+import { useStack } from "./stack.mjs";
 
 const b64url = (buf) => Buffer.from(buf).toString("base64url");
 
@@ -26,10 +26,7 @@ export function mintJwt(alg, key, claims) {
 
 /** Registers the shared tests. mint(claims) signs with the server's key, forge(claims) with another. */
 export function tokenModeTests(name, auth, mint, forge) {
-    let stack;
-    before(async () => { stack = await startStack({ auth }); });
-    afterEach(() => stack.closeClients());
-    after(async () => { await stack?.stop(); });
+    const stack = useStack({ auth });
 
     const claimsOf = (user) => ({
         id: user.id, collectionId: user.collectionId, collectionName: user.collectionName,

@@ -1,16 +1,12 @@
 // Users' PocketBase tokens on ringcast (--auth-pocketbase): the auth downgrade rule of POST
 // /api/realtime, and messages published to a user rather than to a topic.
-import { test, before, after, afterEach } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startStack, collect, waitForItem } from "./lib/harness.mjs";
+import { MISMATCH } from "../lib/pocketbase.mjs";
+import { collect, waitForItem } from "../lib/sdk.mjs";
+import { useStack } from "../lib/stack.mjs";
 
-// PocketBase 0.40.6's exact answer (shared/conformance/pocketbase-0.40.6/sdk-auth-wire-log.txt).
-const MISMATCH = { data: {}, message: "The current and the previous request authorization don't match.", status: 403 };
-
-let stack;
-before(async () => { stack = await startStack(); });
-afterEach(() => stack.closeClients());
-after(async () => { await stack?.stop(); });
+const stack = useStack();
 
 test("after a logout the next subscribe() is refused with PocketBase's 403", async () => {
     const pb = await stack.login("user1");

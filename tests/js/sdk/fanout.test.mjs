@@ -1,21 +1,13 @@
 // Many independent SDK clients (each its own PocketBase instance and EventSource, so its own
 // connection; with ringcast --workers 2 they spread over both worker cores): one publish reaches
 // every one of them exactly once.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, Clients, waitFor, sleep, randomId, IS_RINGCAST } from "./lib/harness.mjs";
+import { waitFor, sleep } from "../lib/proc.mjs";
+import { useTarget, randomId, IS_RINGCAST } from "../lib/target.mjs";
 
 const N = 50;
-let target;
-const clients = new Clients();
-
-before(async () => {
-    target = await startTarget();
-});
-after(async () => {
-    await clients.closeAll();
-    await target?.stop();
-});
+const { target, clients } = useTarget();
 
 test(`${N} SDK clients: each publish reaches every client exactly once`, { timeout: 60000 }, async () => {
     const got = Array.from({ length: N }, () => []);

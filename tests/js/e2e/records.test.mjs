@@ -1,16 +1,14 @@
 // Record changes made through PocketBase's REST API reach SDK clients through the forwarder
 // hook, ringcast and nginx — each only to whom PocketBase's list rule would show it.
 // ringcast verifies users' tokens with PocketBase (--auth-pocketbase).
-import { test, before, after, afterEach } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startStack, collect, waitForItem } from "./lib/harness.mjs";
+import { collect, waitForItem } from "../lib/sdk.mjs";
+import { useStack } from "../lib/stack.mjs";
 
 const DELIVERY_MS = 5000;
 
-let stack;
-before(async () => { stack = await startStack(); });
-afterEach(() => stack.closeClients());
-after(async () => { await stack?.stop(); });
+const stack = useStack();
 
 /**
  * Creates a public post and waits until every listener has it. Events of one stream arrive in

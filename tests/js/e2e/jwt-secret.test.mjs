@@ -1,6 +1,6 @@
 // --auth-jwt-secret: ringcast verifies HS256 tokens itself (no call to PocketBase).
 import { randomBytes } from "node:crypto";
-import { mintJwt, tokenModeTests } from "./lib/token-modes.mjs";
+import { mintJwt, tokenModeTests } from "../lib/token-modes.mjs";
 
 const secret = randomBytes(32).toString("hex");
 const other = randomBytes(32).toString("hex");

@@ -1,22 +1,12 @@
 // Custom (non-record) topics through the SDK's realtime service: subscribe, the ?options=
 // variant, unsubscribe, and what unsubscribing everything does to the stream.
-import { test, before, after, afterEach } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, Clients, waitFor, sleep, probeClient } from "./lib/harness.mjs";
+import { waitFor, sleep } from "../lib/proc.mjs";
+import { useTarget } from "../lib/target.mjs";
+import { probeClient } from "../lib/wire.mjs";
 
-let target;
-const clients = new Clients();
-
-before(async () => {
-    target = await startTarget();
-});
-afterEach(async () => {
-    await clients.closeAll();
-});
-after(async () => {
-    await clients.closeAll();
-    await target?.stop();
-});
+const { target, clients } = useTarget();
 
 // A payload with the JSON shapes an app would send (nesting, unicode, numbers, null, booleans).
 const payload = (n) => ({

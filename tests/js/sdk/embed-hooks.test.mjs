@@ -3,14 +3,12 @@
 // subscriptions rewritten by the server. ringcast only (PocketBase has no such example).
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { EventSource } from "eventsource";
-import { Clients, IS_RINGCAST, freePort, sleep, waitFor } from "./lib/harness.mjs";
+import { sleep, waitFor } from "../lib/proc.mjs";
+import { startEmbed } from "../lib/ringcast.mjs";
+import { Clients } from "../lib/sdk.mjs";
+import { IS_RINGCAST } from "../lib/target.mjs";
 
-const SDK_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)));
-const BIN = path.resolve(SDK_DIR, process.env.RINGCAST_EMBED_BIN || "../../target/debug/examples/embed");
 const KEY = "sdk-test-key";
 
 // Browsers' EventSource cannot add headers, the Node polyfill can: the app's connect hook wants
@@ -30,17 +28,8 @@ const clients = new Clients();
 
 before(async () => {
     if (!IS_RINGCAST) return;
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    app = spawn(BIN, [`127.0.0.1:${port}`], { env: { ...process.env, DEMO_KEY: KEY }, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    app.stdout.on("data", (b) => (output += b));
-    app.stderr.on("data", (b) => (output += b));
-    app.once("error", (e) => { output += `spawn error: ${e.message}`; });
-    await waitFor(async () => {
-        if (app.exitCode !== null) throw new Error(`${BIN} exited: ${output}`);
-        return fetch(`${url}/api/health`).then((r) => r.ok, () => false);
-    }, 15000, () => `embed example at ${url} (${BIN}): ${output}`);
+    app = await startEmbed({ DEMO_KEY: KEY });
+    url = app.url;
 });
 afterEach(async () => {
     sendKey = true;
@@ -48,7 +37,7 @@ afterEach(async () => {
 });
 after(async () => {
     await clients.closeAll();
-    app?.kill("SIGTERM");
+    await app?.stop();
 });
 
 const skip = !IS_RINGCAST && "the embed example is ringcast's";

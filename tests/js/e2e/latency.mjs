@@ -9,7 +9,8 @@
 // lost and p50/p90/p99/max in ms per path as text, then the same as one JSON line.
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
-import { startStack, waitFor } from "./lib/harness.mjs";
+import { waitFor } from "../lib/proc.mjs";
+import { startStack } from "../lib/stack.mjs";
 
 const { values } = parseArgs({
     options: { count: { type: "string", default: "1000" }, concurrency: { type: "string", default: "1" } },

@@ -5,9 +5,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { createRequire } from "node:module";
-import { startStack, waitFor, sleep } from "./lib/harness.mjs";
+import { waitFor, sleep } from "../lib/proc.mjs";
+import { startStack } from "../lib/stack.mjs";
 
-const { parseOwnerRule } = createRequire(import.meta.url)("../../contrib/pocketbase/pb_hooks/ringcast/forwarder.js");
+const { parseOwnerRule } = createRequire(import.meta.url)("../../../contrib/pocketbase/pb_hooks/ringcast/forwarder.js");
 
 let stack, server;
 const received = [];

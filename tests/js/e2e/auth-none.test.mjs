@@ -1,12 +1,11 @@
 // No auth flag: ringcast verifies no token, so every subscriber is a guest — a user's token is
 // ignored and records meant for that user do not reach them.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startStack, collect, waitForItem } from "./lib/harness.mjs";
+import { collect, waitForItem } from "../lib/sdk.mjs";
+import { useStack } from "../lib/stack.mjs";
 
-let stack;
-before(async () => { stack = await startStack({ auth: "none" }); });
-after(async () => { await stack?.stop(); });
+const stack = useStack({ auth: "none" });
 
 test("a logged-in user is a guest: public posts arrive, the user's own notes do not", async () => {
     const pb = await stack.login("user1");

@@ -5,10 +5,13 @@
 //   * ringcast started with --idle-timeout 1s ends the stream with the zero-length chunk, as
 //     PocketBase does on its idle timeout (ringcast only: PocketBase's timeout is 5 min and can
 //     only be changed by a hook);
-//   * the server is restarted on the same port (ringcast only: the harness does not own PocketBase).
+//   * the server is restarted on the same port (ringcast only: the harness restarts only ringcast).
 import { test, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, startDropProxy, Clients, waitFor, sleep, IS_RINGCAST } from "./lib/harness.mjs";
+import { waitFor, sleep } from "../lib/proc.mjs";
+import { Clients } from "../lib/sdk.mjs";
+import { startTarget, IS_RINGCAST } from "../lib/target.mjs";
+import { startDropProxy } from "../lib/wire.mjs";
 
 const clients = new Clients();
 const cleanups = [];
@@ -115,7 +118,7 @@ test("idle timeout ends the stream: SDK reconnects every time and keeps receivin
 
 test("server restart on the same port: SDK reconnects and the subscriptions still receive", {
     timeout: 30000,
-    skip: IS_RINGCAST ? false : "the harness does not own the PocketBase process (the proxy test covers drops)",
+    skip: IS_RINGCAST ? false : "the harness restarts only ringcast (the proxy test covers drops)",
 }, async () => {
     const t = await target();
     const s = await subscribedClient(t.url);

@@ -4,23 +4,12 @@
 //   {"collection":"posts","collectionId":"pbc_123","action":…,"record":{…}}
 // PocketBase: the same changes are made for real through the records REST API.
 // Either way the callback must receive {action, record}.
-import { test, before, after, afterEach } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startTarget, Clients, waitFor, sleep, randomId } from "./lib/harness.mjs";
+import { waitFor, sleep } from "../lib/proc.mjs";
+import { useTarget, randomId } from "../lib/target.mjs";
 
-let target;
-const clients = new Clients();
-
-before(async () => {
-    target = await startTarget();
-});
-afterEach(async () => {
-    await clients.closeAll();
-});
-after(async () => {
-    await clients.closeAll();
-    await target?.stop();
-});
+const { target, clients } = useTarget();
 
 // The record a callback gets must carry every field that was published (PocketBase adds
 // collectionId and collectionName; if the server adds them they must be right).
