@@ -2,7 +2,7 @@
 //! verified tokens (`--auth-jwt-secret`), PocketBase's auth-change rule, and
 //! client addresses behind a trusted proxy (`--trusted-proxy`).
 //! (Tokens checked by a real PocketBase: `tests/auth_pocketbase.rs` and
-//! `tests/e2e/`.)
+//! `tests/js/e2e/`.)
 //!
 //! Run: `cargo test --test access`.
 
