@@ -6,9 +6,7 @@
 //!
 //! Run: `cargo test --test access`.
 
-mod common;
-
-use common::*;
+use ringcast_testkit::{http::*, server::*, sse::*};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const SECRET: &str = "a-test-secret-of-some-length-0123456789";

@@ -9,9 +9,7 @@
 //!
 //! Every test uses its own topic names, so the tests can share one external server.
 
-mod common;
-
-use common::*;
+use ringcast_testkit::{bytes::*, http::*, pocketbase::*, server::*, sse::*, wait::*};
 use std::time::{Duration, Instant};
 
 fn start() -> Server {
@@ -47,7 +45,7 @@ fn get_stream_head_and_pb_connect_in_one_read() {
             show(&got)
         )
     });
-    let head = parse_head(got[..split].to_vec());
+    let head = Head::parse(got[..split].to_vec());
     assert_head(&head, &sse_head(false), "stream head");
     let rest = &got[split..];
     assert!(

@@ -4,11 +4,9 @@
 //!
 //! Run: `cargo test --test embed`.
 
-mod common;
-
-use common::*;
 use ringcast::hooks::{Hooks, Reject};
 use ringcast::{Action, Broker, BrokerError, EndReason, RunningServer};
+use ringcast_testkit::{bytes::*, http::*, pocketbase::*, server::*, sse::*};
 use serde_json::json;
 use std::collections::HashSet;
 use std::future::Future;
@@ -327,7 +325,7 @@ fn message_hook_skips_rewrites_and_sees_pb_connect() {
     for _ in 0..6 {
         let mut c = srv.connect();
         c.send(format!("GET /api/realtime HTTP/1.1\r\nHost: {}\r\n\r\n", srv.host()).as_bytes());
-        let _head = c.read_head();
+        let head = c.read_head();
         let raw = c.read_chunk_payload();
         let id = pb_connect_id(&raw);
         assert_bytes(
@@ -339,7 +337,12 @@ fn message_hook_skips_rewrites_and_sees_pb_connect() {
             ),
             "PB_CONNECT through the message hook",
         );
-        clients.push(SseClient { conn: c, id });
+        clients.push(SseClient {
+            conn: c,
+            id,
+            head,
+            first_chunk: raw,
+        });
     }
     for c in &clients {
         srv.subscribe(c, &["drop-me", "rewrite-me", "normal"]);

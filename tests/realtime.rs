@@ -4,9 +4,7 @@
 //!
 //! Run: `cargo test --test realtime`.
 
-mod common;
-
-use common::*;
+use ringcast_testkit::{bytes::*, http::*, pocketbase::*, server::*, sse::*, wait::*};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -451,7 +449,7 @@ fn max_lifetime_ends_busy_stream() {
 
 #[test]
 fn fan_out_1000_clients_two_workers() {
-    raise_nofile_limit();
+    raise_nofile_limit().expect("raise RLIMIT_NOFILE");
     let srv = ringcast!("--workers", &["--workers", "2"]);
     let mut clients: Vec<SseClient> = (0..1000).map(|_| srv.open_stream()).collect();
     assert!(all_distinct(clients.iter().map(|c| &c.id)), "duplicate ids");
