@@ -1,10 +1,12 @@
 //! `POST /api/realtime`: PocketBase's exact status codes and JSON bodies.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::{Server, SseClient, post_json, request, request_from};
+use ringcast_testkit::{
+    baseline::{post_json, request, request_from},
+    server::Server,
+    sse::SseClient,
+};
 
 const BLANK_CLIENT_ID: &str = r#"{"data":{"clientId":{"code":"validation_required","message":"Cannot be blank."}},"message":"Something went wrong while processing your request.","status":400}"#;
 const UNDECODABLE: &str =
@@ -34,10 +36,10 @@ fn subs_json(topics: &[String]) -> String {
 
 #[test]
 fn blank_client_id() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     // No body at all, whatever the content type.
-    request(addr, "POST", "/api/realtime", &[], b"").assert_json(400, BLANK_CLIENT_ID);
+    request(addr, "POST", "/api/realtime", &[], b"").assert_status_json(400, BLANK_CLIENT_ID);
     request(
         addr,
         "POST",
@@ -45,7 +47,7 @@ fn blank_client_id() {
         &[("Content-Type", "application/json")],
         b"",
     )
-    .assert_json(400, BLANK_CLIENT_ID);
+    .assert_status_json(400, BLANK_CLIENT_ID);
     for body in [
         "{}",
         r#"{"subscriptions":["a"]}"#,
@@ -53,13 +55,13 @@ fn blank_client_id() {
         r#"{"clientId":null}"#,
         "null",
     ] {
-        post_json(addr, "/api/realtime", body).assert_json(400, BLANK_CLIENT_ID);
+        post_json(addr, "/api/realtime", body).assert_status_json(400, BLANK_CLIENT_ID);
     }
 }
 
 #[test]
 fn undecodable_bodies() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     for body in [
         r#"{"clientId":"#,
@@ -69,7 +71,7 @@ fn undecodable_bodies() {
         r#"{"clientId":"abc","subscriptions":"a"}"#,
         r#"{"clientId":"abc","subscriptions":[1,2]}"#,
     ] {
-        post_json(addr, "/api/realtime", body).assert_json(400, UNDECODABLE);
+        post_json(addr, "/api/realtime", body).assert_status_json(400, UNDECODABLE);
     }
     let valid = br#"{"clientId":"abc"}"#;
     request(
@@ -79,13 +81,13 @@ fn undecodable_bodies() {
         &[("Content-Type", "text/plain")],
         valid,
     )
-    .assert_json(400, UNDECODABLE);
-    request(addr, "POST", "/api/realtime", &[], valid).assert_json(400, UNDECODABLE);
+    .assert_status_json(400, UNDECODABLE);
+    request(addr, "POST", "/api/realtime", &[], valid).assert_status_json(400, UNDECODABLE);
 }
 
 #[test]
 fn unknown_client_id() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     let _someone = SseClient::connect(addr);
     for id in [
@@ -95,20 +97,20 @@ fn unknown_client_id() {
         "é".repeat(20),
     ] {
         let body = format!(r#"{{"clientId":"{id}","subscriptions":["a"]}}"#);
-        post_json(addr, "/api/realtime", &body).assert_json(404, UNKNOWN_CLIENT);
+        post_json(addr, "/api/realtime", &body).assert_status_json(404, UNKNOWN_CLIENT);
     }
 }
 
 #[test]
 fn length_limits_count_bytes() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     let client = SseClient::connect(addr);
     let id = &client.id;
 
     for long_id in ["a".repeat(256), "é".repeat(128)] {
         let body = format!(r#"{{"clientId":"{long_id}"}}"#);
-        post_json(addr, "/api/realtime", &body).assert_json(400, CLIENT_ID_TOO_LONG);
+        post_json(addr, "/api/realtime", &body).assert_status_json(400, CLIENT_ID_TOO_LONG);
     }
 
     // 1000 subscriptions pass, 1001 fail — with only the count error even when
@@ -125,7 +127,7 @@ fn length_limits_count_bytes() {
         r#"{{"clientId":"{id}","subscriptions":{}}}"#,
         subs_json(&too_many)
     );
-    post_json(addr, "/api/realtime", &body).assert_json(400, TOO_MANY_SUBSCRIPTIONS);
+    post_json(addr, "/api/realtime", &body).assert_status_json(400, TOO_MANY_SUBSCRIPTIONS);
 
     // 2500 bytes pass (1250 × "é" too), 2501 fail, keyed by index; several
     // failing indices are all listed, sorted as strings.
@@ -141,7 +143,7 @@ fn length_limits_count_bytes() {
         r#"{{"clientId":"{id}","subscriptions":{}}}"#,
         subs_json(&one_bad)
     );
-    post_json(addr, "/api/realtime", &body).assert_json(400, &topic_errors(&["1"]));
+    post_json(addr, "/api/realtime", &body).assert_status_json(400, &topic_errors(&["1"]));
 
     let mut several: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
     for i in [2, 10, 1] {
@@ -151,11 +153,12 @@ fn length_limits_count_bytes() {
         r#"{{"clientId":"{id}","subscriptions":{}}}"#,
         subs_json(&several)
     );
-    post_json(addr, "/api/realtime", &body).assert_json(400, &topic_errors(&["1", "10", "2"]));
+    post_json(addr, "/api/realtime", &body)
+        .assert_status_json(400, &topic_errors(&["1", "10", "2"]));
 
     // Both fields failing are reported together.
     let body = format!(r#"{{"subscriptions":["{}"]}}"#, "x".repeat(2501));
-    post_json(addr, "/api/realtime", &body).assert_json(
+    post_json(addr, "/api/realtime", &body).assert_status_json(
         400,
         &format!(
             r#"{{"data":{{"clientId":{{"code":"validation_required","message":"Cannot be blank."}},"subscriptions":{{"0":{TOPIC_TOO_LONG}}}}},"message":"Something went wrong while processing your request.","status":400}}"#
@@ -165,7 +168,7 @@ fn length_limits_count_bytes() {
 
 #[test]
 fn lenient_json_is_accepted() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     let client = SseClient::connect(addr);
     let id = &client.id;
@@ -193,7 +196,7 @@ fn lenient_json_is_accepted() {
 
 #[test]
 fn success_has_pocketbase_headers_and_no_body() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let client = SseClient::connect(server.addr);
     let body = format!(r#"{{"clientId":"{}","subscriptions":["a"]}}"#, client.id);
     let response = request(
@@ -204,15 +207,18 @@ fn success_has_pocketbase_headers_and_no_body() {
         body.as_bytes(),
     );
     response.assert_no_content();
-    assert_eq!(response.status_line, "HTTP/1.1 204 No Content");
-    assert_eq!(response.header("content-length"), None);
-    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
-    assert_eq!(response.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(response.head.status_line(), "HTTP/1.1 204 No Content");
+    assert_eq!(response.head.header("content-length"), None);
+    assert_eq!(
+        response.head.header("access-control-allow-origin"),
+        Some("*")
+    );
+    assert_eq!(response.head.header("x-frame-options"), Some("SAMEORIGIN"));
 }
 
 #[test]
 fn post_from_another_ip_is_refused() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let client = SseClient::connect(server.addr);
     let body = format!(r#"{{"clientId":"{}","subscriptions":["a"]}}"#, client.id);
     let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -224,7 +230,7 @@ fn post_from_another_ip_is_refused() {
         &[("Content-Type", "application/json")],
         body.as_bytes(),
     )
-    .assert_json(
+    .assert_status_json(
         400,
         r#"{"data":{},"message":"Invalid realtime client.","status":400}"#,
     );
