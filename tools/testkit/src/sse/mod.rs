@@ -109,12 +109,23 @@ impl SseClient {
     /// Read the stream head and the PB_CONNECT chunk from a connection that sent the GET, and
     /// check both byte for byte against PocketBase's.
     #[track_caller]
-    pub fn from_conn(mut conn: Conn) -> SseClient {
+    pub fn from_conn(conn: Conn) -> SseClient {
+        Self::expect_stream(conn, &sse_head(false), "GET /api/realtime")
+    }
+
+    /// Like `from_conn`, for a request whose stream head differs from the plain one (an `Origin`,
+    /// `Connection: close`); `ctx` names the case in a failure.
+    #[track_caller]
+    pub fn expect_stream(mut conn: Conn, expected_head: &str, ctx: &str) -> SseClient {
         let head = conn.read_head();
-        assert_head(&head, &sse_head(false), "GET /api/realtime");
+        assert_head(&head, expected_head, ctx);
         let raw = conn.read_chunk_raw();
         let id = pb_connect_id(&raw);
-        assert_bytes(&raw, &chunk(&pb_connect_event(&id)), "PB_CONNECT chunk");
+        assert_bytes(
+            &raw,
+            &chunk(&pb_connect_event(&id)),
+            &format!("{ctx}: PB_CONNECT chunk"),
+        );
         let first_chunk = pb_connect_event(&id);
         SseClient {
             conn,
