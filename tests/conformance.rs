@@ -165,11 +165,6 @@ fn curl(host: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Vec<u
     curl_request(host, method, path, headers, None, &[])
 }
 
-/// `GET /api/health` as the raw-socket captures sent it.
-fn health_get(host: &str) -> Vec<u8> {
-    format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
-}
-
 // =============================================================================================
 // GET /api/realtime — the stream
 // =============================================================================================
@@ -340,17 +335,7 @@ fn client_id_format_100_connections() {
 #[test]
 fn get_http10_raw_events() {
     let srv = start();
-    let mut c = srv.connect();
-    c.send(format!("GET /api/realtime HTTP/1.0\r\nHost: {}\r\n\r\n", srv.host()).as_bytes());
-    let head = c.read_head();
-    assert_head(&head, &sse_head_no_te("HTTP/1.0"), "HTTP/1.0 stream head");
-    let ev = c.read_until(b"\n\n");
-    let id = pb_connect_id(&ev);
-    assert_bytes(
-        &ev,
-        &pb_connect_event(&id),
-        "raw PB_CONNECT (no chunk framing)",
-    );
+    let (mut c, id) = srv.open_http10_stream();
     // A delivered message is written raw as well.
     let r = srv.post_realtime_json(subs_body(&id, &["h10-topic"]).as_bytes());
     r.assert_204("subscribe the HTTP/1.0 client");
@@ -462,7 +447,11 @@ Date: <DATE>\r\n\r\n"
                 curl_post_json(&h, "/api/realtime/", b"{}"),
                 json(NF, BODY_NOT_FOUND),
             ),
-            Case::new("GET /api/health", health_get(&h), json(OK, BODY_HEALTH)),
+            Case::new(
+                "GET /api/health",
+                get_request(&h, "/api/health"),
+                json(OK, BODY_HEALTH),
+            ),
             Case::new(
                 "POST /api/health",
                 format!("POST /api/health HTTP/1.1\r\nHost: {h}\r\nContent-Length: 0\r\n\r\n"),
@@ -490,7 +479,7 @@ fn health_head() {
         &mut c,
         &[Case::new(
             "GET after HEAD on the same connection",
-            health_get(&h),
+            get_request(&h, "/api/health"),
             json(OK, BODY_HEALTH),
         )],
     );
@@ -1299,7 +1288,8 @@ fn keep_alive_several_requests() {
     let srv = start();
     let mut client = srv.open_stream();
     let h = srv.host();
-    let health = |name: &str| Case::new(name, health_get(&h), json(OK, BODY_HEALTH));
+    let health =
+        |name: &str| Case::new(name, get_request(&h, "/api/health"), json(OK, BODY_HEALTH));
     run_keep_alive(
         &mut srv.connect(),
         &[
@@ -1354,7 +1344,11 @@ fn pipelined_requests() {
                 json(BAD, BODY_GENERIC_400),
             ),
             subscribe("pipelined #3", "pipe-2"),
-            Case::new("pipelined #4", health_get(&h), json(OK, BODY_HEALTH)),
+            Case::new(
+                "pipelined #4",
+                get_request(&h, "/api/health"),
+                json(OK, BODY_HEALTH),
+            ),
         ],
     );
     // The last POST won: pipe-1 is gone.
@@ -1386,7 +1380,7 @@ fn chunked_request_body() {
             Case::new("chunked POST", req, Answer::NoContent),
             Case::new(
                 "health after the chunked POST",
-                health_get(&h),
+                get_request(&h, "/api/health"),
                 json(OK, BODY_HEALTH),
             ),
         ],

@@ -592,7 +592,7 @@ fn oversized_and_malformed_events_are_refused_up_front() {
     let big = "x".repeat(5000);
 
     // Over --max-queue-bytes: no client could ever take it, so nobody is dropped for it.
-    let r = srv.publish_raw_json(&format!(r#"{{"topic":"t","data":"{big}"}}"#));
+    let r = srv.publish_raw(format!(r#"{{"topic":"t","data":"{big}"}}"#).as_bytes(), &[]);
     assert_eq!(r.status(), 413, "{}", r.body_str());
     assert!(
         r.body_str().contains("--max-queue-bytes"),
@@ -610,7 +610,7 @@ fn oversized_and_malformed_events_are_refused_up_front() {
     assert_eq!(stats.iter().map(|s| s.dropped_clients).sum::<u64>(), 0);
 
     // A line break in an event name would forge SSE fields.
-    let r = srv.publish_raw_json(r#"{"topic":"t\nevent:forged","data":1}"#);
+    let r = srv.publish_raw(br#"{"topic":"t\nevent:forged","data":1}"#, &[]);
     r.assert_json(
         "HTTP/1.1 400 Bad Request",
         r#"{"data":{"topic":{"code":"validation_invalid_format","message":"Must not contain line breaks."}},"message":"Something went wrong while processing your request.","status":400}"#,

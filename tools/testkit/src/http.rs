@@ -350,11 +350,16 @@ impl Conn {
 }
 
 /// A read that ended because its timeout passed (the kind depends on the platform).
-pub fn is_timeout(e: &io::Error) -> bool {
+fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
+}
+
+/// `GET PATH` with nothing but `Host`, as the raw-socket captures sent it.
+pub fn get_request(host: &str, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
 }
 
 /// A request like curl 7.88.1 sends it: request line, Host, `User-Agent: curl/7.88.1`, `Accept: */*`,

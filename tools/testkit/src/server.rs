@@ -15,7 +15,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::http::{Conn, Response, curl_post_json, js, subs_body};
+use crate::bytes::assert_bytes;
+use crate::http::{Conn, Response, curl_post_json, curl_request, get_request, js, subs_body};
+use crate::pocketbase::{assert_head, pb_connect_event, pb_connect_id, sse_head_no_te};
 use crate::sse::{SseClient, stream_request};
 
 /// The address of the external server, if `RINGCAST_TEST_ADDR` names one.
@@ -29,7 +31,7 @@ fn external_addr() -> Option<SocketAddr> {
         })
 }
 
-pub fn is_external() -> bool {
+pub(crate) fn is_external() -> bool {
     external_addr().is_some()
 }
 
@@ -62,7 +64,7 @@ pub fn skip_in_external_mode(test: &str, why: &str) -> bool {
 /// binaries before the tests and names them in `CARGO_BIN_EXE_<name>`, which a library only sees
 /// at run time; without it, the binary sits in the test executable's profile directory
 /// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`).
-pub fn cargo_bin(name: &str) -> PathBuf {
+fn cargo_bin(name: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(format!("CARGO_BIN_EXE_{name}")) {
         return p.into();
     }
@@ -320,7 +322,7 @@ impl Server {
 
     #[track_caller]
     pub fn get(&self, path: &str) -> Response {
-        self.request(format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host()).as_bytes())
+        self.request(&get_request(&self.host(), path))
     }
 
     /// POST /api/realtime with a JSON body, curl style.
@@ -344,6 +346,30 @@ impl Server {
         SseClient::from_conn(c)
     }
 
+    /// Open an HTTP/1.0 stream (no chunking: events are written raw) and check its exact head and
+    /// PB_CONNECT event; returns the connection and the client id.
+    #[track_caller]
+    pub fn open_http10_stream(&self) -> (Conn, String) {
+        let mut c = self.connect();
+        c.send(
+            format!(
+                "GET /api/realtime HTTP/1.0\r\nHost: {}\r\n\r\n",
+                self.host()
+            )
+            .as_bytes(),
+        );
+        let head = c.read_head();
+        assert_head(&head, &sse_head_no_te("HTTP/1.0"), "HTTP/1.0 stream head");
+        let ev = c.read_until(b"\n\n");
+        let id = pb_connect_id(&ev);
+        assert_bytes(
+            &ev,
+            &pb_connect_event(&id),
+            "raw PB_CONNECT (no chunk framing)",
+        );
+        (c, id)
+    }
+
     /// Publish a custom message: ringcast `POST /api/publish {"topic","data"}`, or in external mode
     /// `POST $RINGCAST_TEST_PUBLISH_PATH` with the same body (notify.pb.js). `data_json` is raw JSON.
     /// Asserts 200.
@@ -365,13 +391,19 @@ impl Server {
         r
     }
 
-    /// `POST /api/publish` with this JSON body, whatever the answer.
+    /// `POST /api/publish` (ringcast only) with this JSON body and extra headers, whatever the
+    /// answer.
     #[track_caller]
-    pub fn publish_raw_json(&self, body: &str) -> Response {
-        self.request(&curl_post_json(
+    pub fn publish_raw(&self, body: &[u8], extra: &[(&str, &str)]) -> Response {
+        let mut headers = vec![("Content-Type", "application/json")];
+        headers.extend_from_slice(extra);
+        self.request(&curl_request(
             &self.host(),
+            "POST",
             "/api/publish",
-            body.as_bytes(),
+            &headers,
+            Some(body),
+            &[],
         ))
     }
 
