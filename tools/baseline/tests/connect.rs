@@ -1,12 +1,12 @@
 //! `GET /api/realtime`: head, PB_CONNECT framing, client ids, disconnects.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ringcast_testkit::{
     baseline::{post_json, request},
+    http::Conn,
+    pocketbase::{BODY_MISSING_CLIENT, BODY_NOT_FOUND},
     server::Server,
     sse::SseClient,
 };
@@ -45,21 +45,9 @@ fn pb_connect_is_the_first_event_framed_like_pocketbase() {
 #[test]
 fn head_and_first_chunk_bytes_on_the_wire() {
     let server = Server::baseline(&[]);
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream
-        .write_all(b"GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !raw.ends_with(b"\n\n\r\n") {
-        let n = stream.read(&mut buf).expect("read");
-        assert!(n > 0, "closed");
-        raw.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8(raw).expect("ascii");
+    let mut conn = Conn::connect(server.addr);
+    conn.send(b"GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n");
+    let text = String::from_utf8(conn.read_until(b"\n\n\r\n")).expect("ascii");
     let (head, body) = text.split_once("\r\n\r\n").expect("head");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     // hyper writes the chunk size in upper-case hex (PocketBase: "7b"); both are
@@ -104,21 +92,9 @@ fn origin_adds_allow_origin() {
 #[test]
 fn http10_stream_is_close_delimited() {
     let server = Server::baseline(&[]);
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream
-        .write_all(b"GET /api/realtime HTTP/1.0\r\n\r\n")
-        .expect("write");
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !raw.ends_with(b"\"}\n\n") {
-        let n = stream.read(&mut buf).expect("read");
-        assert!(n > 0, "closed");
-        raw.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8(raw).expect("ascii");
+    let mut conn = Conn::connect(server.addr);
+    conn.send(b"GET /api/realtime HTTP/1.0\r\n\r\n");
+    let text = String::from_utf8(conn.read_until(b"\"}\n\n")).expect("ascii");
     let (head, body) = text.split_once("\r\n\r\n").expect("head");
     assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
     assert!(!head.to_ascii_lowercase().contains("transfer-encoding"));
@@ -141,10 +117,7 @@ fn disconnect_unregisters_the_client_at_once() {
     loop {
         let response = post_json(server.addr, "/api/realtime", &body);
         if response.status() == 404 {
-            response.assert_status_json(
-                404,
-                r#"{"data":{},"message":"Missing or invalid client id.","status":404}"#,
-            );
+            response.assert_status_json(404, BODY_MISSING_CLIENT);
             break;
         }
         response.assert_no_content();
@@ -159,7 +132,7 @@ fn disconnect_unregisters_the_client_at_once() {
 #[test]
 fn wrong_methods_and_unknown_routes_are_404() {
     let server = Server::baseline(&[]);
-    let not_found = r#"{"data":{},"message":"The requested resource wasn't found.","status":404}"#;
+    let not_found = BODY_NOT_FOUND;
     for method in ["PUT", "PATCH", "DELETE"] {
         request(server.addr, method, "/api/realtime", &[], b"").assert_status_json(404, not_found);
     }
