@@ -6,9 +6,7 @@
 //!
 //! Run: `cargo test --test access`.
 
-mod common;
-
-use common::*;
+use ringcast_testkit::{http::*, server::*, sse::*};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const SECRET: &str = "a-test-secret-of-some-length-0123456789";
@@ -189,17 +187,7 @@ fn client_address_behind_a_trusted_proxy() {
         "spoofed left-most entry",
     );
     // The loopback-only publish rule looks at the client, not at the proxy.
-    let r = srv.request(&curl_request(
-        &srv.host(),
-        "POST",
-        "/api/publish",
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Real-IP", "10.1.2.3"),
-        ],
-        Some(br#"{"topic":"t","data":1}"#),
-        &[],
-    ));
+    let r = srv.publish_raw(br#"{"topic":"t","data":1}"#, &[("X-Real-IP", "10.1.2.3")]);
     assert_eq!(
         r.status(),
         403,

@@ -4,11 +4,9 @@
 //!
 //! Run: `cargo test --test embed`.
 
-mod common;
-
-use common::*;
 use ringcast::hooks::{Hooks, Reject};
 use ringcast::{Action, Broker, BrokerError, CoreError, EndReason, RunningServer};
+use ringcast_testkit::{bytes::*, http::*, pocketbase::*, server::*, sse::*};
 use serde_json::json;
 use std::collections::HashSet;
 use std::future::Future;
@@ -327,7 +325,7 @@ fn message_hook_skips_rewrites_and_sees_pb_connect() {
     for _ in 0..6 {
         let mut c = srv.connect();
         c.send(format!("GET /api/realtime HTTP/1.1\r\nHost: {}\r\n\r\n", srv.host()).as_bytes());
-        let _head = c.read_head();
+        let head = c.read_head();
         let raw = c.read_chunk_payload();
         let id = pb_connect_id(&raw);
         assert_bytes(
@@ -339,7 +337,12 @@ fn message_hook_skips_rewrites_and_sees_pb_connect() {
             ),
             "PB_CONNECT through the message hook",
         );
-        clients.push(SseClient { conn: c, id });
+        clients.push(SseClient {
+            conn: c,
+            id,
+            head,
+            first_chunk: raw,
+        });
     }
     for c in &clients {
         srv.subscribe(c, &["drop-me", "rewrite-me", "normal"]);
@@ -589,7 +592,7 @@ fn oversized_and_malformed_events_are_refused_up_front() {
     let big = "x".repeat(5000);
 
     // Over --max-queue-bytes: no client could ever take it, so nobody is dropped for it.
-    let r = srv.publish_raw_json(&format!(r#"{{"topic":"t","data":"{big}"}}"#));
+    let r = srv.publish_raw(format!(r#"{{"topic":"t","data":"{big}"}}"#).as_bytes(), &[]);
     assert_eq!(r.status(), 413, "{}", r.body_str());
     assert!(
         r.body_str().contains("--max-queue-bytes"),
@@ -615,7 +618,7 @@ fn oversized_and_malformed_events_are_refused_up_front() {
     assert_eq!(stats.iter().map(|s| s.dropped_clients).sum::<u64>(), 0);
 
     // A line break in an event name would forge SSE fields.
-    let r = srv.publish_raw_json(r#"{"topic":"t\nevent:forged","data":1}"#);
+    let r = srv.publish_raw(br#"{"topic":"t\nevent:forged","data":1}"#, &[]);
     r.assert_json(
         "HTTP/1.1 400 Bad Request",
         r#"{"data":{"topic":{"code":"validation_invalid_format","message":"Must not contain line breaks."}},"message":"Something went wrong while processing your request.","status":400}"#,

@@ -4,9 +4,7 @@
 //!
 //! Run: `cargo test --test realtime`.
 
-mod common;
-
-use common::*;
+use ringcast_testkit::{bytes::*, http::*, pocketbase::*, server::*, sse::*, wait::*};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,19 +22,6 @@ macro_rules! module_path_and_line {
     () => {
         concat!(file!(), ":", line!())
     };
-}
-
-fn publish_raw(srv: &Server, body: &[u8], extra: &[(&str, &str)]) -> Response {
-    let mut headers = vec![("Content-Type", "application/json")];
-    headers.extend_from_slice(extra);
-    srv.request(&curl_request(
-        &srv.host(),
-        "POST",
-        "/api/publish",
-        &headers,
-        Some(body),
-        &[],
-    ))
 }
 
 /// 200, `Content-Type: application/json`, body exactly `{"recipients":N}`.
@@ -138,10 +123,6 @@ fn per_core_entries(v: &serde_json::Value) -> Option<&Vec<serde_json::Value>> {
     }
 }
 
-fn health_req(host: &str) -> Vec<u8> {
-    format!("GET /api/health HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
-}
-
 // =============================================================================================
 // POST /api/publish
 // =============================================================================================
@@ -155,8 +136,7 @@ fn publish_custom_message() {
     srv.subscribe(&a, &["news"]);
     srv.subscribe(&b, &["sports", "news"]);
     srv.subscribe(&c, &["other"]);
-    let r = publish_raw(
-        &srv,
+    let r = srv.publish_raw(
         br#"{"topic":"news","data":{ "z" : 1, "a" : [1, 2, {"k": null}], "s":"x\ny" }}"#,
         &[],
     );
@@ -164,9 +144,9 @@ fn publish_custom_message() {
     let data = r#"{"z":1,"a":[1,2,{"k":null}],"s":"x\ny"}"#;
     a.expect_event("news", data);
     b.expect_event("news", data);
-    let r = publish_raw(&srv, br#"{"topic":"nobody","data":1}"#, &[]);
+    let r = srv.publish_raw(br#"{"topic":"nobody","data":1}"#, &[]);
     assert_recipients(&r, 0, "publish to nobody");
-    let r = publish_raw(&srv, br#"{"topic":"other","data":"hi"}"#, &[]);
+    let r = srv.publish_raw(br#"{"topic":"other","data":"hi"}"#, &[]);
     assert_recipients(&r, 1, "publish other");
     c.expect_event("other", r#""hi""#);
     // a and b got nothing else
@@ -180,8 +160,7 @@ fn publish_batch_in_order() {
     let srv = ringcast!("POST /api/publish batch", &[]);
     let mut a = srv.open_stream();
     srv.subscribe(&a, &["b1", "b2"]);
-    let r = publish_raw(
-        &srv,
+    let r = srv.publish_raw(
         br#"{"messages":[{"topic":"b1","data":1},{"topic":"b2","data":"two"},{"topic":"nobody","data":0},{"topic":"b1","data":{"k":true}}]}"#,
         &[],
     );
@@ -241,7 +220,7 @@ fn publish_record_event_topics() {
         let body = format!(
             r#"{{"collection":"posts","collectionId":"pbc_1","action":"{action}","record":{record}}}"#
         );
-        let r = publish_raw(&srv, body.as_bytes(), &[]);
+        let r = srv.publish_raw(body.as_bytes(), &[]);
         assert_eq!(
             r.status(),
             200,
@@ -278,11 +257,11 @@ fn publish_validation_errors() {
         ("messages not an array", br#"{"messages":{"topic":"ok","data":1}}"#.to_vec()),
     ];
     for (name, body) in cases {
-        let r = publish_raw(&srv, &body, &[]);
+        let r = srv.publish_raw(&body, &[]);
         assert_pb_error(&r, 400, &format!("publish {name}"));
     }
     // Nothing was delivered by the rejected requests.
-    let r = publish_raw(&srv, br#"{"topic":"ok","data":"fine"}"#, &[]);
+    let r = srv.publish_raw(br#"{"topic":"ok","data":"fine"}"#, &[]);
     assert_recipients(&r, 1, "valid publish after the errors");
     a.expect_event("ok", r#""fine""#);
 }
@@ -294,17 +273,17 @@ fn publish_admin_token() {
     srv.subscribe(&a, &["t"]);
     let body = br#"{"topic":"t","data":1}"#;
     assert_pb_error(
-        &publish_raw(&srv, body, &[]),
+        &srv.publish_raw(body, &[]),
         401,
         "publish without Authorization",
     );
     assert_pb_error(
-        &publish_raw(&srv, body, &[("Authorization", "Bearer wrong")]),
+        &srv.publish_raw(body, &[("Authorization", "Bearer wrong")]),
         403,
         "publish with a wrong token",
     );
     assert_pb_error(
-        &publish_raw(&srv, body, &[("Authorization", "Bearer s3cret-token-x")]),
+        &srv.publish_raw(body, &[("Authorization", "Bearer s3cret-token-x")]),
         403,
         "publish with a longer token",
     );
@@ -313,7 +292,7 @@ fn publish_admin_token() {
         "rejected publishes delivered nothing",
     );
     assert_recipients(
-        &publish_raw(&srv, body, &[("Authorization", "Bearer s3cret-token")]),
+        &srv.publish_raw(body, &[("Authorization", "Bearer s3cret-token")]),
         1,
         "publish with the right token",
     );
@@ -344,7 +323,7 @@ fn idle_timeout_ends_stream_keeps_connection() {
         "POST after the idle end",
     );
     // … but the TCP connection is kept alive and serves another request.
-    a.conn.send(&health_req(&srv.host()));
+    a.conn.send(&get_request(&srv.host(), "/api/health"));
     a.conn.read_response().assert_json(
         "HTTP/1.1 200 OK",
         BODY_HEALTH,
@@ -437,7 +416,7 @@ fn max_lifetime_ends_busy_stream() {
         "max-lifetime end after {t:?}, expected ≈2 s"
     );
     assert!(expected_n >= 2, "only {expected_n} messages before the end");
-    a.conn.send(&health_req(&srv.host()));
+    a.conn.send(&get_request(&srv.host(), "/api/health"));
     a.conn.read_response().assert_json(
         "HTTP/1.1 200 OK",
         BODY_HEALTH,
@@ -451,7 +430,7 @@ fn max_lifetime_ends_busy_stream() {
 
 #[test]
 fn fan_out_1000_clients_two_workers() {
-    raise_nofile_limit();
+    raise_nofile_limit().expect("raise RLIMIT_NOFILE");
     let srv = ringcast!("--workers", &["--workers", "2"]);
     let mut clients: Vec<SseClient> = (0..1000).map(|_| srv.open_stream()).collect();
     assert!(all_distinct(clients.iter().map(|c| &c.id)), "duplicate ids");
@@ -473,15 +452,14 @@ fn fan_out_1000_clients_two_workers() {
         }
     });
     for n in 0..20 {
-        let r = publish_raw(
-            &srv,
+        let r = srv.publish_raw(
             format!(r#"{{"topic":"fan","data":{{"n":{n}}}}}"#).as_bytes(),
             &[],
         );
         assert_recipients(&r, 1000, &format!("fan-out message {n}"));
     }
     assert_recipients(
-        &publish_raw(&srv, br#"{"topic":"fan","data":"end"}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"fan","data":"end"}"#, &[]),
         1000,
         "end marker",
     );
@@ -508,8 +486,7 @@ fn cross_core_subscribe_routing() {
         srv.subscribe(c, &[&format!("cc-{i}"), "cc-all"]);
     }
     for (i, c) in clients.iter_mut().enumerate() {
-        let r = publish_raw(
-            &srv,
+        let r = srv.publish_raw(
             format!(r#"{{"topic":"cc-{i}","data":{i}}}"#).as_bytes(),
             &[],
         );
@@ -517,7 +494,7 @@ fn cross_core_subscribe_routing() {
         c.expect_event(&format!("cc-{i}"), &i.to_string());
     }
     assert_recipients(
-        &publish_raw(&srv, br#"{"topic":"cc-all","data":"all"}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"cc-all","data":"all"}"#, &[]),
         50,
         "publish cc-all",
     );
@@ -572,7 +549,7 @@ fn body_over_limit_413() {
     );
     let big_pub = format!(r#"{{"topic":"lim","data":"{}"}}"#, "y".repeat(2000));
     assert_pb_error(
-        &publish_raw(&srv, big_pub.as_bytes(), &[]),
+        &srv.publish_raw(big_pub.as_bytes(), &[]),
         413,
         "POST /api/publish over the limit",
     );
@@ -720,7 +697,7 @@ fn slow_consumer_is_dropped_others_unaffected() {
             received.load(Ordering::Acquire)
         );
         let body = format!(r#"{{"topic":"flood","data":{{"i":{i},"pad":"{pad}"}}}}"#);
-        let r = publish_raw(&srv, body.as_bytes(), &[]);
+        let r = srv.publish_raw(body.as_bytes(), &[]);
         assert_eq!(
             r.status(),
             200,
@@ -762,7 +739,7 @@ fn slow_consumer_is_dropped_others_unaffected() {
         "POST for the dropped client",
     );
     assert_recipients(
-        &publish_raw(&srv, br#"{"topic":"flood","data":"after"}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"flood","data":"after"}"#, &[]),
         1,
         "publish after the drop",
     );
@@ -779,13 +756,10 @@ fn graceful_shutdown_on_sigterm() {
     let mut streams: Vec<SseClient> = (0..3).map(|_| srv.open_stream()).collect();
     srv.subscribe(&streams[0], &["bye"]);
     // An HTTP/1.0 stream (no chunking) is simply closed.
-    let mut h10 = srv.connect();
-    h10.send(format!("GET /api/realtime HTTP/1.0\r\nHost: {}\r\n\r\n", srv.host()).as_bytes());
-    h10.read_head();
-    h10.read_until(b"\n\n");
+    let (mut h10, _) = srv.open_http10_stream();
     // An idle keep-alive connection is closed too.
     let mut idle = srv.connect();
-    idle.send(&health_req(&srv.host()));
+    idle.send(&get_request(&srv.host(), "/api/health"));
     idle.read_response()
         .assert_json("HTTP/1.1 200 OK", BODY_HEALTH, "health before SIGTERM");
     let t0 = Instant::now();
@@ -933,13 +907,13 @@ fn bad_input_never_kills_the_server() {
     let mut body = b"{\"topic\":\"still".to_vec();
     body.extend(b"\xff\",\"data\":1}");
     assert_pb_error(
-        &publish_raw(&srv, &body, &[]),
+        &srv.publish_raw(&body, &[]),
         400,
         "invalid UTF-8 JSON to /api/publish",
     );
     // The subscriber on its own connection saw nothing of this and still works.
     assert_recipients(
-        &publish_raw(&srv, br#"{"topic":"still","data":"alive"}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"still","data":"alive"}"#, &[]),
         1,
         "publish after the bad input",
     );
@@ -965,20 +939,20 @@ fn topic_refcounts_across_unsubscribe_and_disconnect() {
     srv.subscribe(&a, &["shared", "a-only"]);
     srv.subscribe(&b, &["shared"]);
     assert_recipients(
-        &publish_raw(&srv, br#"{"topic":"shared","data":1}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"shared","data":1}"#, &[]),
         2,
         "two holders",
     );
     a.expect_event("shared", "1");
     srv.subscribe(&a, &["a-only"]);
     assert_recipients(
-        &publish_raw(&srv, br#"{"topic":"shared","data":2}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"shared","data":2}"#, &[]),
         1,
         "a unsubscribed",
     );
     drop(b);
     let zero = wait_for(Duration::from_secs(3), || {
-        let r = publish_raw(&srv, br#"{"topic":"shared","data":3}"#, &[]);
+        let r = srv.publish_raw(br#"{"topic":"shared","data":3}"#, &[]);
         (r.body == br#"{"recipients":0}"#).then_some(())
     });
     assert!(
@@ -989,14 +963,14 @@ fn topic_refcounts_across_unsubscribe_and_disconnect() {
     srv.subscribe(&c, &["shared"]);
     srv.subscribe(&a, &["a-only", "shared"]);
     assert_recipients(
-        &publish_raw(&srv, br#"{"topic":"shared","data":4}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"shared","data":4}"#, &[]),
         2,
         "re-subscribed",
     );
     c.expect_event("shared", "4");
     a.expect_event("shared", "4");
     assert_recipients(
-        &publish_raw(&srv, br#"{"topic":"a-only","data":5}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"a-only","data":5}"#, &[]),
         1,
         "a-only",
     );
@@ -1016,7 +990,7 @@ fn thousand_subscriptions_and_a_thousand_message_batch() {
         .map(|i| format!(r#"{{"topic":"k{i}","data":{i}}}"#))
         .collect();
     let body = format!(r#"{{"messages":[{}]}}"#, msgs.join(","));
-    let r = publish_raw(&srv, body.as_bytes(), &[]);
+    let r = srv.publish_raw(body.as_bytes(), &[]);
     assert_eq!(r.status(), 200, "batch: {}{}", r.head.text(), r.body_str());
     for i in 0..1000 {
         a.expect_event(&format!("k{i}"), &i.to_string());
@@ -1034,8 +1008,7 @@ fn record_event_without_collection_id() {
             "posts/R9", "posts/*", "posts", "pbc_1/R9", "pbc_1/*", "pbc_1", "marker",
         ],
     );
-    let r = publish_raw(
-        &srv,
+    let r = srv.publish_raw(
         br#"{"collection":"posts","action":"update","record":{"id":"R9","b":2,"a":1}}"#,
         &[],
     );
@@ -1055,13 +1028,7 @@ fn record_event_without_collection_id() {
 fn idle_timeout_closes_http10_stream() {
     let srv = ringcast!("--idle-timeout", &["--idle-timeout", "1s"]);
     let t0 = Instant::now();
-    let mut c = srv.connect();
-    c.send(format!("GET /api/realtime HTTP/1.0\r\nHost: {}\r\n\r\n", srv.host()).as_bytes());
-    let head = c.read_head();
-    assert_head(&head, &sse_head_no_te("HTTP/1.0"), "HTTP/1.0 stream head");
-    let ev = c.read_until(b"\n\n");
-    let id = pb_connect_id(&ev);
-    assert_bytes(&ev, &pb_connect_event(&id), "PB_CONNECT");
+    let (mut c, _) = srv.open_http10_stream();
     let (rest, end) = c.read_to_end_within(Duration::from_secs(6));
     let t = t0.elapsed();
     assert!(rest.is_empty(), "bytes before the close: {}", show(&rest));
@@ -1081,11 +1048,11 @@ fn idle_timeout_closes_http10_stream() {
 fn head_timeout_spares_idle_keep_alive_connection() {
     let srv = ringcast!("--head-timeout", &["--head-timeout", "1s"]);
     let mut c = srv.connect();
-    c.send(&health_req(&srv.host()));
+    c.send(&get_request(&srv.host(), "/api/health"));
     c.read_response()
         .assert_json("HTTP/1.1 200 OK", BODY_HEALTH, "first request");
     c.expect_silence(Duration::from_millis(2000), "idle keep-alive connection");
-    c.send(&health_req(&srv.host()));
+    c.send(&get_request(&srv.host(), "/api/health"));
     c.read_response()
         .assert_json("HTTP/1.1 200 OK", BODY_HEALTH, "request after 2 s idle");
 }
@@ -1107,13 +1074,12 @@ fn flags_from_environment() {
     let mut a = srv.open_stream();
     srv.subscribe(&a, &["env"]);
     assert_pb_error(
-        &publish_raw(&srv, br#"{"topic":"env","data":1}"#, &[]),
+        &srv.publish_raw(br#"{"topic":"env","data":1}"#, &[]),
         401,
         "publish without the env token",
     );
     assert_recipients(
-        &publish_raw(
-            &srv,
+        &srv.publish_raw(
             br#"{"topic":"env","data":1}"#,
             &[("Authorization", "Bearer envtok")],
         ),

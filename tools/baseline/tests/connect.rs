@@ -1,28 +1,36 @@
 //! `GET /api/realtime`: head, PB_CONNECT framing, client ids, disconnects.
 
-mod common;
-
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, SseClient, post_json, request};
+use ringcast_testkit::{
+    baseline::{post_json, request},
+    http::Conn,
+    pocketbase::{BODY_MISSING_CLIENT, BODY_NOT_FOUND},
+    server::Server,
+    sse::SseClient,
+};
 
 #[test]
 fn pb_connect_is_the_first_event_framed_like_pocketbase() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let client = SseClient::connect(server.addr);
 
-    assert_eq!(client.status_line, "HTTP/1.1 200 OK");
-    assert_eq!(client.header("content-type"), Some("text/event-stream"));
-    assert_eq!(client.header("cache-control"), Some("no-store"));
-    assert_eq!(client.header("x-accel-buffering"), Some("no"));
-    assert_eq!(client.header("transfer-encoding"), Some("chunked"));
-    assert_eq!(client.header("vary"), Some("Origin"));
-    assert_eq!(client.header("x-content-type-options"), Some("nosniff"));
-    assert_eq!(client.header("content-length"), None);
-    assert_eq!(client.header("access-control-allow-origin"), None);
+    assert_eq!(client.head.status_line(), "HTTP/1.1 200 OK");
+    assert_eq!(
+        client.head.header("content-type"),
+        Some("text/event-stream")
+    );
+    assert_eq!(client.head.header("cache-control"), Some("no-store"));
+    assert_eq!(client.head.header("x-accel-buffering"), Some("no"));
+    assert_eq!(client.head.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(client.head.header("vary"), Some("Origin"));
+    assert_eq!(
+        client.head.header("x-content-type-options"),
+        Some("nosniff")
+    );
+    assert_eq!(client.head.header("content-length"), None);
+    assert_eq!(client.head.header("access-control-allow-origin"), None);
 
     let id = &client.id;
     let expected = format!("id:{id}\nevent:PB_CONNECT\ndata:{{\"clientId\":\"{id}\"}}\n\n");
@@ -36,22 +44,10 @@ fn pb_connect_is_the_first_event_framed_like_pocketbase() {
 
 #[test]
 fn head_and_first_chunk_bytes_on_the_wire() {
-    let server = Server::start();
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream
-        .write_all(b"GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("write");
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !raw.ends_with(b"\n\n\r\n") {
-        let n = stream.read(&mut buf).expect("read");
-        assert!(n > 0, "closed");
-        raw.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8(raw).expect("ascii");
+    let server = Server::baseline(&[]);
+    let mut conn = Conn::connect(server.addr);
+    conn.send(b"GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n");
+    let text = String::from_utf8(conn.read_until(b"\n\n\r\n")).expect("ascii");
     let (head, body) = text.split_once("\r\n\r\n").expect("head");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     // hyper writes the chunk size in upper-case hex (PocketBase: "7b"); both are
@@ -68,7 +64,7 @@ fn head_and_first_chunk_bytes_on_the_wire() {
 
 #[test]
 fn client_ids_are_unique_40_char_alphanumerics() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut ids = HashSet::new();
     let mut symbols = HashSet::new();
     for _ in 0..100 {
@@ -88,29 +84,17 @@ fn client_ids_are_unique_40_char_alphanumerics() {
 
 #[test]
 fn origin_adds_allow_origin() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let client = SseClient::connect_with(None, server.addr, &[("Origin", "http://example.com")]);
-    assert_eq!(client.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(client.head.header("access-control-allow-origin"), Some("*"));
 }
 
 #[test]
 fn http10_stream_is_close_delimited() {
-    let server = Server::start();
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream
-        .write_all(b"GET /api/realtime HTTP/1.0\r\n\r\n")
-        .expect("write");
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !raw.ends_with(b"\"}\n\n") {
-        let n = stream.read(&mut buf).expect("read");
-        assert!(n > 0, "closed");
-        raw.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8(raw).expect("ascii");
+    let server = Server::baseline(&[]);
+    let mut conn = Conn::connect(server.addr);
+    conn.send(b"GET /api/realtime HTTP/1.0\r\n\r\n");
+    let text = String::from_utf8(conn.read_until(b"\"}\n\n")).expect("ascii");
     let (head, body) = text.split_once("\r\n\r\n").expect("head");
     assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
     assert!(!head.to_ascii_lowercase().contains("transfer-encoding"));
@@ -122,7 +106,7 @@ fn http10_stream_is_close_delimited() {
 
 #[test]
 fn disconnect_unregisters_the_client_at_once() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let client = SseClient::connect(server.addr);
     let id = client.id.clone();
     let body = format!(r#"{{"clientId":"{id}","subscriptions":["a"]}}"#);
@@ -132,11 +116,8 @@ fn disconnect_unregisters_the_client_at_once() {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let response = post_json(server.addr, "/api/realtime", &body);
-        if response.status == 404 {
-            response.assert_json(
-                404,
-                r#"{"data":{},"message":"Missing or invalid client id.","status":404}"#,
-            );
+        if response.status() == 404 {
+            response.assert_status_json(404, BODY_MISSING_CLIENT);
             break;
         }
         response.assert_no_content();
@@ -150,11 +131,11 @@ fn disconnect_unregisters_the_client_at_once() {
 
 #[test]
 fn wrong_methods_and_unknown_routes_are_404() {
-    let server = Server::start();
-    let not_found = r#"{"data":{},"message":"The requested resource wasn't found.","status":404}"#;
+    let server = Server::baseline(&[]);
+    let not_found = BODY_NOT_FOUND;
     for method in ["PUT", "PATCH", "DELETE"] {
-        request(server.addr, method, "/api/realtime", &[], b"").assert_json(404, not_found);
+        request(server.addr, method, "/api/realtime", &[], b"").assert_status_json(404, not_found);
     }
-    request(server.addr, "GET", "/api/publish", &[], b"").assert_json(404, not_found);
-    request(server.addr, "GET", "/api/nothing", &[], b"").assert_json(404, not_found);
+    request(server.addr, "GET", "/api/publish", &[], b"").assert_status_json(404, not_found);
+    request(server.addr, "GET", "/api/nothing", &[], b"").assert_status_json(404, not_found);
 }

@@ -1,17 +1,19 @@
 //! Many clients: every one of 200 subscribers receives every publish, in order.
 
-mod common;
-
 use std::thread;
 
-use common::{Server, SseClient, publish, subscribe};
+use ringcast_testkit::{
+    baseline::{publish, subscribe},
+    server::Server,
+    sse::SseClient,
+};
 
 const CLIENTS: usize = 200;
 const MESSAGES: usize = 50;
 
 #[test]
 fn two_hundred_clients_lose_nothing() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut clients: Vec<SseClient> = (0..CLIENTS)
         .map(|_| SseClient::connect(server.addr))
         .collect();
@@ -45,7 +47,10 @@ fn two_hundred_clients_lose_nothing() {
                         );
                     }
                 }
-                client.assert_silent(std::time::Duration::from_millis(200));
+                client.expect_silence(
+                    std::time::Duration::from_millis(200),
+                    "after the 50 messages",
+                );
             })
         })
         .collect();

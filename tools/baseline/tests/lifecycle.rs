@@ -1,44 +1,44 @@
 //! Stream lifetime: idle timeout, maximum lifetime, slow-client eviction.
 
-mod common;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{Server, SseClient, post_json, publish, subscribe};
+use ringcast_testkit::{
+    baseline::{post_json, publish, subscribe},
+    server::Server,
+    sse::SseClient,
+};
 
 #[test]
 fn idle_timeout_ends_the_stream_with_the_zero_chunk_and_keeps_the_connection() {
-    let server = Server::start_with(&["--idle-timeout", "1s"]);
+    let server = Server::baseline(&["--idle-timeout", "1s"]);
     let started = Instant::now();
     let mut client = SseClient::connect(server.addr);
     subscribe(server.addr, &client.id, &["t"]);
 
-    let end = client.read_chunk();
+    let end = client.conn.read_chunk_payload();
     let elapsed = started.elapsed();
     assert!(end.is_empty(), "expected end of stream, got {end:?}");
     assert!(
         elapsed >= Duration::from_millis(950) && elapsed < Duration::from_secs(3),
         "{elapsed:?}"
     );
-    assert!(
-        client.take_buffered().is_empty(),
-        "bytes after the terminator"
-    );
+    assert!(client.conn.buf.is_empty(), "bytes after the terminator");
 
     // The client is gone...
     let body = format!(r#"{{"clientId":"{}","subscriptions":["t"]}}"#, client.id);
-    assert_eq!(post_json(server.addr, "/api/realtime", &body).status, 404);
+    assert_eq!(post_json(server.addr, "/api/realtime", &body).status(), 404);
     // ...and the TCP connection is still usable (HTTP keep-alive).
     client
-        .stream_mut()
+        .conn
+        .stream
         .write_all(b"GET /api/realtime HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("reuse connection");
 }
 
 #[test]
 fn a_delivered_message_restarts_the_idle_timer() {
-    let server = Server::start_with(&["--idle-timeout", "1s"]);
+    let server = Server::baseline(&["--idle-timeout", "1s"]);
     let started = Instant::now();
     let mut client = SseClient::connect(server.addr);
     subscribe(server.addr, &client.id, &["t"]);
@@ -46,7 +46,7 @@ fn a_delivered_message_restarts_the_idle_timer() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(publish(server.addr, r#"{"topic":"t","data":1}"#), 1);
     assert_eq!(client.next_event().data, "1");
-    let end = client.read_chunk();
+    let end = client.conn.read_chunk_payload();
     let elapsed = started.elapsed();
     assert!(end.is_empty());
     assert!(elapsed >= Duration::from_millis(1550), "{elapsed:?}");
@@ -54,14 +54,14 @@ fn a_delivered_message_restarts_the_idle_timer() {
 
 #[test]
 fn max_lifetime_ends_a_busy_stream() {
-    let server = Server::start_with(&["--idle-timeout", "10s", "--max-lifetime", "1s"]);
+    let server = Server::baseline(&["--idle-timeout", "10s", "--max-lifetime", "1s"]);
     let started = Instant::now();
     let mut client = SseClient::connect(server.addr);
     subscribe(server.addr, &client.id, &["t"]);
     let mut received = 0;
     loop {
         let recipients = publish(server.addr, r#"{"topic":"t","data":0}"#);
-        let chunk = client.read_chunk();
+        let chunk = client.conn.read_chunk_payload();
         if chunk.is_empty() {
             break;
         }
@@ -79,7 +79,7 @@ fn max_lifetime_ends_a_busy_stream() {
 
 #[test]
 fn a_client_that_stops_reading_is_evicted_and_others_are_unaffected() {
-    let server = Server::start_with(&["--channel-capacity", "4"]);
+    let server = Server::baseline(&["--channel-capacity", "4"]);
     let stalled = SseClient::connect(server.addr);
     let mut healthy = SseClient::connect(server.addr);
     subscribe(server.addr, &stalled.id, &["big"]);
@@ -106,7 +106,7 @@ fn a_client_that_stops_reading_is_evicted_and_others_are_unaffected() {
 
     // Its id is unknown now; the healthy client keeps receiving.
     let body = format!(r#"{{"clientId":"{}","subscriptions":["big"]}}"#, stalled.id);
-    assert_eq!(post_json(server.addr, "/api/realtime", &body).status, 404);
+    assert_eq!(post_json(server.addr, "/api/realtime", &body).status(), 404);
     assert_eq!(publish(server.addr, r#"{"topic":"big","data":"after"}"#), 1);
     assert_eq!(healthy.next_event().data, r#""after""#);
 }

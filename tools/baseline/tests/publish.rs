@@ -1,10 +1,12 @@
 //! `POST /api/publish`: matching, exact event bytes, recipients, batches, errors.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Event, Server, SseClient, post_json, publish, subscribe};
+use ringcast_testkit::{
+    baseline::{post_json, publish, subscribe},
+    server::Server,
+    sse::{Event, SseClient},
+};
 
 const SILENCE: Duration = Duration::from_millis(300);
 
@@ -18,7 +20,7 @@ fn event(client: &SseClient, name: &str, data: &str) -> Event {
 
 #[test]
 fn exact_topic_delivery_bytes() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut client = SseClient::connect(server.addr);
     subscribe(server.addr, &client.id, &["chat"]);
 
@@ -26,7 +28,7 @@ fn exact_topic_delivery_bytes() {
         publish(server.addr, r#"{"topic":"chat","data":{"text":"hi"}}"#),
         1
     );
-    let chunk = client.read_chunk();
+    let chunk = client.conn.read_chunk_payload();
     assert_eq!(
         String::from_utf8(chunk).expect("utf-8"),
         format!("id:{}\nevent:chat\ndata:{{\"text\":\"hi\"}}\n\n", client.id)
@@ -35,7 +37,7 @@ fn exact_topic_delivery_bytes() {
 
 #[test]
 fn options_variants_each_get_their_own_event() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut client = SseClient::connect(server.addr);
     let options = "chat?options=%7B%22query%22%3A%7B%22a%22%3A1%7D%7D";
     subscribe(
@@ -47,18 +49,18 @@ fn options_variants_each_get_their_own_event() {
     assert_eq!(publish(server.addr, r#"{"topic":"chat","data":1}"#), 2);
     assert_eq!(client.next_event(), event(&client, "chat", "1"));
     assert_eq!(client.next_event(), event(&client, options, "1"));
-    client.assert_silent(SILENCE);
+    client.expect_silence(SILENCE, "after the expected events");
 
     // Publishing to a longer topic does not reach the shorter subscriptions.
     assert_eq!(publish(server.addr, r#"{"topic":"chatroom","data":2}"#), 1);
     assert_eq!(client.next_event(), event(&client, "chatroom", "2"));
     assert_eq!(publish(server.addr, r#"{"topic":"nobody","data":3}"#), 0);
-    client.assert_silent(SILENCE);
+    client.expect_silence(SILENCE, "after the expected events");
 }
 
 #[test]
 fn only_the_variant_is_enough_to_match() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut client = SseClient::connect(server.addr);
     subscribe(server.addr, &client.id, &["news?options=x"]);
     assert_eq!(publish(server.addr, r#"{"topic":"news","data":"x"}"#), 1);
@@ -76,7 +78,7 @@ fn only_the_variant_is_enough_to_match() {
 
 #[test]
 fn recipients_count_matching_subscriptions_across_clients() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut a = SseClient::connect(server.addr);
     let mut b = SseClient::connect(server.addr);
     let mut c = SseClient::connect(server.addr);
@@ -89,12 +91,12 @@ fn recipients_count_matching_subscriptions_across_clients() {
     assert_eq!(a.next_event().name, "t?options=1");
     assert_eq!(a.next_event().name, "t?options=2");
     assert_eq!(b.next_event(), event(&b, "t", "null"));
-    c.assert_silent(SILENCE);
+    c.expect_silence(SILENCE, "after the expected events");
 }
 
 #[test]
 fn a_post_replaces_the_whole_set() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut client = SseClient::connect(server.addr);
     // Duplicates are stored once, empty strings skipped.
     subscribe(server.addr, &client.id, &["a", "b", "b", ""]);
@@ -108,12 +110,12 @@ fn a_post_replaces_the_whole_set() {
 
     subscribe(server.addr, &client.id, &[]);
     assert_eq!(publish(server.addr, r#"{"topic":"c","data":3}"#), 0);
-    client.assert_silent(SILENCE);
+    client.expect_silence(SILENCE, "after the expected events");
 }
 
 #[test]
 fn data_is_reserialised_compactly_in_received_key_order() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut client = SseClient::connect(server.addr);
     subscribe(server.addr, &client.id, &["t"]);
     let cases = [
@@ -136,7 +138,7 @@ fn data_is_reserialised_compactly_in_received_key_order() {
 
 #[test]
 fn batch_is_delivered_in_order_and_counted() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut a = SseClient::connect(server.addr);
     let mut b = SseClient::connect(server.addr);
     subscribe(server.addr, &a.id, &["x", "y"]);
@@ -160,15 +162,15 @@ fn batch_is_delivered_in_order_and_counted() {
         assert_eq!(b.next_event(), event(&b, "y", &i.to_string()));
         assert_eq!(b.next_event(), event(&b, "y?o=1", &i.to_string()));
     }
-    a.assert_silent(SILENCE);
-    b.assert_silent(SILENCE);
+    a.expect_silence(SILENCE, "after the expected events");
+    b.expect_silence(SILENCE, "after the expected events");
 
     assert_eq!(publish(server.addr, r#"{"messages":[]}"#), 0);
 }
 
 #[test]
 fn bad_publish_input() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let mut client = SseClient::connect(server.addr);
     subscribe(server.addr, &client.id, &["t"]);
     let undecodable = r#"{"data":{},"message":"Something went wrong while processing your request.","status":400}"#;
@@ -188,8 +190,8 @@ fn bad_publish_input() {
         ),
     ];
     for (body, expected) in cases {
-        post_json(server.addr, "/api/publish", body).assert_json(400, expected);
+        post_json(server.addr, "/api/publish", body).assert_status_json(400, expected);
     }
     // A refused batch publishes nothing, not even its valid prefix.
-    client.assert_silent(SILENCE);
+    client.expect_silence(SILENCE, "after the expected events");
 }

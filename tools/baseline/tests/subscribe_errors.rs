@@ -1,30 +1,16 @@
 //! `POST /api/realtime`: PocketBase's exact status codes and JSON bodies.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::{Server, SseClient, post_json, request, request_from};
-
-const BLANK_CLIENT_ID: &str = r#"{"data":{"clientId":{"code":"validation_required","message":"Cannot be blank."}},"message":"Something went wrong while processing your request.","status":400}"#;
-const UNDECODABLE: &str =
-    r#"{"data":{},"message":"Something went wrong while processing your request.","status":400}"#;
-const UNKNOWN_CLIENT: &str =
-    r#"{"data":{},"message":"Missing or invalid client id.","status":404}"#;
-const CLIENT_ID_TOO_LONG: &str = r#"{"data":{"clientId":{"code":"validation_length_out_of_range","message":"The length must be between 1 and 255.","params":{"max":255,"min":1}}},"message":"Something went wrong while processing your request.","status":400}"#;
-const TOO_MANY_SUBSCRIPTIONS: &str = r#"{"data":{"subscriptions":{"code":"validation_length_too_long","message":"The length must be no more than 1000.","params":{"max":1000,"min":0}}},"message":"Something went wrong while processing your request.","status":400}"#;
-const TOPIC_TOO_LONG: &str = r#"{"code":"validation_length_too_long","message":"The length must be no more than 2500.","params":{"max":2500,"min":0}}"#;
-
-fn topic_errors(indices: &[&str]) -> String {
-    let entries: Vec<String> = indices
-        .iter()
-        .map(|i| format!(r#""{i}":{TOPIC_TOO_LONG}"#))
-        .collect();
-    format!(
-        r#"{{"data":{{"subscriptions":{{{}}}}},"message":"Something went wrong while processing your request.","status":400}}"#,
-        entries.join(",")
-    )
-}
+use ringcast_testkit::{
+    baseline::{post_json, request, request_from},
+    pocketbase::{
+        BODY_BLANK_CLIENT_ID, BODY_CLIENT_ID_TOO_LONG, BODY_GENERIC_400, BODY_INVALID_CLIENT,
+        BODY_MISSING_CLIENT, BODY_TOO_MANY_SUBSCRIPTIONS, TOPIC_TOO_LONG_ERR, body_topics_too_long,
+    },
+    server::Server,
+    sse::SseClient,
+};
 
 /// A JSON array of strings (the test topics need no escaping).
 fn subs_json(topics: &[String]) -> String {
@@ -34,10 +20,10 @@ fn subs_json(topics: &[String]) -> String {
 
 #[test]
 fn blank_client_id() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     // No body at all, whatever the content type.
-    request(addr, "POST", "/api/realtime", &[], b"").assert_json(400, BLANK_CLIENT_ID);
+    request(addr, "POST", "/api/realtime", &[], b"").assert_status_json(400, BODY_BLANK_CLIENT_ID);
     request(
         addr,
         "POST",
@@ -45,7 +31,7 @@ fn blank_client_id() {
         &[("Content-Type", "application/json")],
         b"",
     )
-    .assert_json(400, BLANK_CLIENT_ID);
+    .assert_status_json(400, BODY_BLANK_CLIENT_ID);
     for body in [
         "{}",
         r#"{"subscriptions":["a"]}"#,
@@ -53,13 +39,13 @@ fn blank_client_id() {
         r#"{"clientId":null}"#,
         "null",
     ] {
-        post_json(addr, "/api/realtime", body).assert_json(400, BLANK_CLIENT_ID);
+        post_json(addr, "/api/realtime", body).assert_status_json(400, BODY_BLANK_CLIENT_ID);
     }
 }
 
 #[test]
 fn undecodable_bodies() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     for body in [
         r#"{"clientId":"#,
@@ -69,7 +55,7 @@ fn undecodable_bodies() {
         r#"{"clientId":"abc","subscriptions":"a"}"#,
         r#"{"clientId":"abc","subscriptions":[1,2]}"#,
     ] {
-        post_json(addr, "/api/realtime", body).assert_json(400, UNDECODABLE);
+        post_json(addr, "/api/realtime", body).assert_status_json(400, BODY_GENERIC_400);
     }
     let valid = br#"{"clientId":"abc"}"#;
     request(
@@ -79,13 +65,13 @@ fn undecodable_bodies() {
         &[("Content-Type", "text/plain")],
         valid,
     )
-    .assert_json(400, UNDECODABLE);
-    request(addr, "POST", "/api/realtime", &[], valid).assert_json(400, UNDECODABLE);
+    .assert_status_json(400, BODY_GENERIC_400);
+    request(addr, "POST", "/api/realtime", &[], valid).assert_status_json(400, BODY_GENERIC_400);
 }
 
 #[test]
 fn unknown_client_id() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     let _someone = SseClient::connect(addr);
     for id in [
@@ -95,20 +81,20 @@ fn unknown_client_id() {
         "é".repeat(20),
     ] {
         let body = format!(r#"{{"clientId":"{id}","subscriptions":["a"]}}"#);
-        post_json(addr, "/api/realtime", &body).assert_json(404, UNKNOWN_CLIENT);
+        post_json(addr, "/api/realtime", &body).assert_status_json(404, BODY_MISSING_CLIENT);
     }
 }
 
 #[test]
 fn length_limits_count_bytes() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     let client = SseClient::connect(addr);
     let id = &client.id;
 
     for long_id in ["a".repeat(256), "é".repeat(128)] {
         let body = format!(r#"{{"clientId":"{long_id}"}}"#);
-        post_json(addr, "/api/realtime", &body).assert_json(400, CLIENT_ID_TOO_LONG);
+        post_json(addr, "/api/realtime", &body).assert_status_json(400, BODY_CLIENT_ID_TOO_LONG);
     }
 
     // 1000 subscriptions pass, 1001 fail — with only the count error even when
@@ -125,7 +111,7 @@ fn length_limits_count_bytes() {
         r#"{{"clientId":"{id}","subscriptions":{}}}"#,
         subs_json(&too_many)
     );
-    post_json(addr, "/api/realtime", &body).assert_json(400, TOO_MANY_SUBSCRIPTIONS);
+    post_json(addr, "/api/realtime", &body).assert_status_json(400, BODY_TOO_MANY_SUBSCRIPTIONS);
 
     // 2500 bytes pass (1250 × "é" too), 2501 fail, keyed by index; several
     // failing indices are all listed, sorted as strings.
@@ -141,7 +127,7 @@ fn length_limits_count_bytes() {
         r#"{{"clientId":"{id}","subscriptions":{}}}"#,
         subs_json(&one_bad)
     );
-    post_json(addr, "/api/realtime", &body).assert_json(400, &topic_errors(&["1"]));
+    post_json(addr, "/api/realtime", &body).assert_status_json(400, &body_topics_too_long(&[1]));
 
     let mut several: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
     for i in [2, 10, 1] {
@@ -151,21 +137,22 @@ fn length_limits_count_bytes() {
         r#"{{"clientId":"{id}","subscriptions":{}}}"#,
         subs_json(&several)
     );
-    post_json(addr, "/api/realtime", &body).assert_json(400, &topic_errors(&["1", "10", "2"]));
+    post_json(addr, "/api/realtime", &body)
+        .assert_status_json(400, &body_topics_too_long(&[1, 10, 2]));
 
     // Both fields failing are reported together.
     let body = format!(r#"{{"subscriptions":["{}"]}}"#, "x".repeat(2501));
-    post_json(addr, "/api/realtime", &body).assert_json(
+    post_json(addr, "/api/realtime", &body).assert_status_json(
         400,
         &format!(
-            r#"{{"data":{{"clientId":{{"code":"validation_required","message":"Cannot be blank."}},"subscriptions":{{"0":{TOPIC_TOO_LONG}}}}},"message":"Something went wrong while processing your request.","status":400}}"#
+            r#"{{"data":{{"clientId":{{"code":"validation_required","message":"Cannot be blank."}},"subscriptions":{{"0":{TOPIC_TOO_LONG_ERR}}}}},"message":"Something went wrong while processing your request.","status":400}}"#
         ),
     );
 }
 
 #[test]
 fn lenient_json_is_accepted() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let addr = server.addr;
     let client = SseClient::connect(addr);
     let id = &client.id;
@@ -193,7 +180,7 @@ fn lenient_json_is_accepted() {
 
 #[test]
 fn success_has_pocketbase_headers_and_no_body() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let client = SseClient::connect(server.addr);
     let body = format!(r#"{{"clientId":"{}","subscriptions":["a"]}}"#, client.id);
     let response = request(
@@ -204,15 +191,18 @@ fn success_has_pocketbase_headers_and_no_body() {
         body.as_bytes(),
     );
     response.assert_no_content();
-    assert_eq!(response.status_line, "HTTP/1.1 204 No Content");
-    assert_eq!(response.header("content-length"), None);
-    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
-    assert_eq!(response.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(response.head.status_line(), "HTTP/1.1 204 No Content");
+    assert_eq!(response.head.header("content-length"), None);
+    assert_eq!(
+        response.head.header("access-control-allow-origin"),
+        Some("*")
+    );
+    assert_eq!(response.head.header("x-frame-options"), Some("SAMEORIGIN"));
 }
 
 #[test]
 fn post_from_another_ip_is_refused() {
-    let server = Server::start();
+    let server = Server::baseline(&[]);
     let client = SseClient::connect(server.addr);
     let body = format!(r#"{{"clientId":"{}","subscriptions":["a"]}}"#, client.id);
     let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -224,10 +214,7 @@ fn post_from_another_ip_is_refused() {
         &[("Content-Type", "application/json")],
         body.as_bytes(),
     )
-    .assert_json(
-        400,
-        r#"{"data":{},"message":"Invalid realtime client.","status":400}"#,
-    );
+    .assert_status_json(400, BODY_INVALID_CLIENT);
     // The stream's own IP still works.
     post_json(server.addr, "/api/realtime", &body).assert_no_content();
 }

@@ -2,9 +2,10 @@
 //! delivery. See `--help` for the modes and the JSON report schema (`report::SCHEMA`).
 //!
 //! Layout: `cli` (options) → `modes` (coordinator, phases, report assembly) → `worker` (SSE clients, one
-//! thread each) and `publisher` (publish requests); `sse` decodes chunked SSE streams, `accounting`
-//! classifies deliveries, `payload` holds templates/clock/seq extraction, `procstat` samples /proc, `net`
-//! holds sockets and the tiny HTTP client, `report` the output types.
+//! thread each) and `publisher` (publish requests); `sse` decodes chunked SSE streams (it is
+//! `ringcast-testkit`'s, shared with the tests), `accounting` classifies deliveries, `payload` holds
+//! templates/clock/seq extraction, `procstat` samples /proc, `net` holds sockets and the tiny HTTP client,
+//! `report` the output types.
 
 mod accounting;
 mod cli;
@@ -15,8 +16,10 @@ mod procstat;
 mod publisher;
 mod report;
 mod shared;
-mod sse;
 mod worker;
+
+/// The SSE decoder is the test kit's (one implementation for the tool and the tests).
+use ringcast_testkit::sse;
 
 use std::io::Write;
 use std::process::ExitCode;
