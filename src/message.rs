@@ -167,6 +167,17 @@ impl Message {
         Message { audience, ..self }
     }
 
+    /// Whether it is for one user's streams of one collection only.
+    pub fn is_for_a_collection(&self) -> bool {
+        matches!(
+            self.target,
+            Target::User {
+                collection_id: Some(_),
+                ..
+            }
+        )
+    }
+
     /// The event names it will carry (a subscription's `?…` suffix may add
     /// to a topic's).
     pub fn event_names(&self) -> impl Iterator<Item = &str> {

@@ -82,7 +82,7 @@ impl Delivery<'_> {
         over_cap: OverCap,
     ) -> Result<bool, Refused> {
         self.outbox
-            .enqueue(key, client, frame, self.now, self.stats, over_cap)
-            .map(|()| true)
+            .enqueue(key, client, frame, self.now, self.stats, over_cap)?;
+        Ok(true)
     }
 }

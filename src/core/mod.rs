@@ -334,15 +334,29 @@ impl Core {
         let mut recipients = 0;
         for msg in batch {
             delivery.stats.messages += 1;
-            pubsub.recipients(msg, |key, frame, name| {
-                let client = registry.client_mut(key as usize);
-                if admits(msg, client)
-                    && delivery.deliver(key, client, frame, name, &msg.data, OverCap::Disconnect)
-                        == Ok(true)
-                {
-                    recipients += 1;
+            // Most messages are for everyone: decided once, not per recipient.
+            let everyone = msg.audience == Audience::Public && !msg.is_for_a_collection();
+            for group in pubsub.groups(msg) {
+                for &key in group.clients {
+                    let client = registry.client_mut(key as usize);
+                    let (frame, name) = (&group.frame, group.name);
+                    if (everyone || admits(msg, client))
+                        && matches!(
+                            delivery.deliver(
+                                key,
+                                client,
+                                frame,
+                                name,
+                                &msg.data,
+                                OverCap::Disconnect
+                            ),
+                            Ok(true)
+                        )
+                    {
+                        recipients += 1;
+                    }
                 }
-            });
+            }
         }
         self.finish_fanout(recipients);
         recipients
@@ -546,20 +560,16 @@ fn realtime_client<'r>(
 }
 
 /// Whether `client` may receive `msg`: its audience, and for a message to one
-/// user, the user's collection when the message names one. Most messages are
-/// public: that is decided without loading the client's auth.
-#[inline]
+/// user, the user's collection when the message names one.
+#[inline(never)]
 fn admits(msg: &Message, client: &Client) -> bool {
-    let audience = match &msg.audience {
-        Audience::Public => true,
-        audience => audience.admits(client.auth()),
-    };
-    audience
+    let auth = client.auth();
+    msg.audience.admits(auth)
         && match &msg.target {
             Target::User {
                 collection_id: Some(c),
                 ..
-            } => client.auth().is_some_and(|a| *a.collection_id == **c),
+            } => auth.is_some_and(|a| *a.collection_id == **c),
             _ => true,
         }
 }

@@ -3,8 +3,8 @@
 //! Like uWebSockets' TopicTree, it holds the subscriptions (interned, in
 //! [`Topics`]) and the user index, and for each published message builds one
 //! [`Frame`] per matching subscription string — serialised once, shared by
-//! every recipient of that string — then hands each (recipient, frame) pair
-//! to the caller's delivery function. It never touches a client's queue or a
+//! every recipient of that string — handing the caller each group of
+//! recipients with their frame. It never touches a client's queue or a
 //! socket: what a delivery does is the caller's business (`core::delivery`).
 
 use super::topics::{TopicId, Topics};
@@ -13,6 +13,25 @@ use crate::frame::Frame;
 use crate::message::{Message, Target};
 use smallvec::SmallVec;
 use std::rc::Rc;
+
+/// The subscribers that get one message under one event name, and the
+/// frame they share.
+pub struct Group<'a> {
+    pub frame: Rc<Frame>,
+    pub name: &'a str,
+    /// Client slab keys.
+    pub clients: &'a [u32],
+}
+
+impl<'a> Group<'a> {
+    fn new(name: &'a str, data: &[u8], clients: &'a [u32]) -> Group<'a> {
+        Group {
+            frame: Rc::new(Frame::new(name.as_bytes(), data)),
+            name,
+            clients,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct PubSub {
@@ -58,34 +77,27 @@ impl PubSub {
         self.topics.len()
     }
 
-    /// Calls `deliver(client key, frame, event name)` for every recipient of
-    /// `msg`, in subscription order. Per recipient this is a slice walk and
-    /// the call: frames are built per subscription string, not per client.
-    #[inline]
-    pub fn recipients(&self, msg: &Message, mut deliver: impl FnMut(u32, &Rc<Frame>, &str)) {
-        match &msg.target {
-            Target::Topics(list) => {
-                for topic in list {
-                    for sub in self.topics.matching(topic) {
-                        let name = self.topics.name(sub);
-                        let frame = Rc::new(Frame::new(name.as_bytes(), &msg.data));
-                        for &key in self.topics.subscribers(sub) {
-                            deliver(key, &frame, name);
-                        }
-                    }
-                }
-            }
-            Target::User { id, event, .. } => {
-                let keys = self.users.clients(id);
-                if keys.is_empty() {
-                    return;
-                }
-                let frame = Rc::new(Frame::new(event.as_bytes(), &msg.data));
-                for &key in keys {
-                    deliver(key, &frame, event);
-                }
-            }
-        }
+    /// The recipients of `msg`, one [`Group`] per matching subscription
+    /// string (or one for the user a message is for), in subscription order.
+    /// Each group's frame is built when the group is reached, once for all
+    /// of its subscribers.
+    pub fn groups<'a>(&'a self, msg: &'a Message) -> impl Iterator<Item = Group<'a>> + 'a {
+        let (topics, user) = match &msg.target {
+            Target::Topics(list) => (&list[..], None),
+            Target::User { id, event, .. } => (&[][..], Some((&**id, &**event))),
+        };
+        let by_topic = topics
+            .iter()
+            .flat_map(move |topic| self.topics.matching(topic))
+            .map(move |sub| {
+                let name = self.topics.name(sub);
+                Group::new(name, &msg.data, self.topics.subscribers(sub))
+            });
+        let by_user = user.and_then(move |(id, event)| {
+            let keys = self.users.clients(id);
+            (!keys.is_empty()).then(|| Group::new(event, &msg.data, keys))
+        });
+        by_topic.chain(by_user)
     }
 
     #[cfg(test)]
@@ -100,7 +112,9 @@ mod tests {
 
     fn collect(p: &PubSub, msg: &Message) -> Vec<(u32, String)> {
         let mut out = Vec::new();
-        p.recipients(msg, |key, _, name| out.push((key, name.to_owned())));
+        for g in p.groups(msg) {
+            out.extend(g.clients.iter().map(|&key| (key, g.name.to_owned())));
+        }
         out
     }
 
