@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_HEAD_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub head_timeout: Duration,
 
+    /// A peer that takes nothing of a write for this long is cut off: an
+    /// answer, a stream's opening or end, or a stream's queued events.
+    #[arg(long, env = "RINGCAST_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
     /// An idle keep-alive connection (no stream, no request) is closed after this.
     #[arg(long, env = "RINGCAST_KEEPALIVE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub keepalive_timeout: Duration,
@@ -49,6 +54,20 @@ pub struct Config {
     /// Bytes that may wait in one client's queue; a client over it is disconnected.
     #[arg(long, env = "RINGCAST_MAX_QUEUE_BYTES", default_value_t = 1 << 20)]
     pub max_queue_bytes: usize,
+
+    /// Realtime streams one client address may hold (loopback addresses are
+    /// not limited: local proxies and tools share them); 0: no limit.
+    #[arg(long, env = "RINGCAST_MAX_STREAMS_PER_IP", default_value_t = 1000)]
+    pub max_streams_per_ip: usize,
+
+    /// Distinct subscription strings one core holds at most; a subscription
+    /// request that would add more is refused (503) until some are freed.
+    #[arg(
+        long,
+        env = "RINGCAST_MAX_TOPICS_PER_CORE",
+        default_value_t = 1_000_000
+    )]
+    pub max_topics_per_core: usize,
 
     /// Largest request body accepted (PocketBase's default: 32 MiB).
     #[arg(long, env = "RINGCAST_MAX_BODY_BYTES", default_value_t = 32 << 20)]
@@ -83,6 +102,10 @@ impl Config {
             idle_timeout: self.idle_timeout,
             max_lifetime: self.max_lifetime,
             max_queue_bytes: self.max_queue_bytes,
+            write_timeout: self.write_timeout,
+            // Connections from one address spread over the cores (SO_REUSEPORT).
+            max_streams_per_ip: self.max_streams_per_ip.div_ceil(self.workers()),
+            max_topics: self.max_topics_per_core,
         }
     }
 

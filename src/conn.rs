@@ -32,6 +32,8 @@ pub struct Connection {
     /// The one read in flight, if any.
     pub pending: Option<ReadFuture>,
     read_size: u32,
+    /// How far `buf` was searched for the end of a request head.
+    scanned: u32,
     /// This connection's key in the core's registry.
     key: u32,
 }
@@ -54,6 +56,7 @@ impl Connection {
             buf: Vec::new(),
             pending: None,
             read_size: MIN_READ as u32,
+            scanned: 0,
             key: key as u32,
         }
     }
@@ -69,14 +72,27 @@ impl Connection {
             head_timeout
         });
         loop {
-            if let Some((head, used)) =
-                request::parse_head(&self.buf, max_head).map_err(Stop::Error)?
-            {
-                self.buf.drain(..used);
-                // Boxed: the head is held across awaits and handed on to a
-                // stream; a pointer keeps the connection task's state small.
-                return Ok(Box::new(head));
+            // Only a buffer holding a whole head is parsed, so a head sent a
+            // byte at a time is searched once, not re-parsed per byte.
+            let mut from = self.scanned as usize;
+            while let Some(end) = request::head_end(&self.buf, from) {
+                if let Some((head, used)) =
+                    request::parse_head(&self.buf[..end], max_head).map_err(Stop::Error)?
+                {
+                    self.buf.drain(..used);
+                    self.scanned = 0;
+                    // Boxed: the head is held across awaits and handed on to
+                    // a stream; a pointer keeps the connection task's state small.
+                    return Ok(Box::new(head));
+                }
+                // Only empty lines so far (allowed before a request): look on.
+                from = end + 3;
             }
+            if self.buf.len() > max_head {
+                return Err(Stop::Error(request::head_too_large(max_head)));
+            }
+            // Fits u32: bounded by max_head plus one read.
+            self.scanned = self.buf.len() as u32;
             let was_empty = self.buf.is_empty();
             match timeout_at(deadline, self.read_more()).await {
                 Ok(Ok(true)) => {}
@@ -99,9 +115,13 @@ impl Connection {
         }
     }
 
-    /// Reads the request's body (bounded); `Ok(None)` if the peer went away.
-    pub async fn read_body(&mut self, head: &Head) -> Result<Option<Vec<u8>>, ApiError> {
-        let max = self.ctx.config.max_body_bytes;
+    /// Reads the request's body, at most `max` bytes; `Ok(None)` if the peer
+    /// went away.
+    pub async fn read_body(
+        &mut self,
+        head: &Head,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
         let deadline = deadline_after(self.ctx.config.head_timeout);
         match head.body {
             BodyFraming::None => Ok(Some(Vec::new())),
@@ -124,6 +144,9 @@ impl Connection {
                         self.buf.drain(..used);
                         return Ok(Some(body));
                     }
+                    // Keep only what is not decoded yet: the framing of many
+                    // tiny chunks is never held.
+                    self.buf.drain(..decoder.take_consumed());
                     if !self.read_within(deadline).await? {
                         return Ok(None);
                     }
@@ -135,7 +158,21 @@ impl Connection {
     async fn send_continue(&mut self, head: &Head, needed: usize) {
         if head.expect_continue && head.http11 && self.buf.len() < needed {
             // If this fails the body read that follows fails too.
-            let _ = self.socket.write_all(response::CONTINUE.to_vec()).await;
+            let _ = self.write_all(response::CONTINUE.to_vec()).await;
+        }
+    }
+
+    /// Writes all of `buf` within `--write-timeout`. A peer that does not
+    /// take it in time (it does not read, or its window stays shut) is cut
+    /// off: the socket is shut down, which also ends the write in flight.
+    pub async fn write_all(&self, buf: Vec<u8>) -> io::Result<()> {
+        let write = self.socket.write_all(buf);
+        match tokio::time::timeout(self.ctx.config.write_timeout, write).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.socket.close();
+                Err(io::ErrorKind::TimedOut.into())
+            }
         }
     }
 
@@ -181,6 +218,14 @@ impl Connection {
             head.forwarded_for.as_deref(),
             head.real_ip.as_deref(),
         )
+    }
+
+    /// Gives back what a large request or a pipelined burst made the receive
+    /// buffer grow to, once most of it is consumed.
+    pub fn release_excess(&mut self) {
+        if self.buf.capacity() > 2 * MAX_READ && self.buf.len() < MAX_READ {
+            self.buf.shrink_to(MIN_READ.max(self.buf.len()));
+        }
     }
 
     /// Appends a completed read's bytes to the buffer.

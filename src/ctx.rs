@@ -2,6 +2,7 @@
 //! other cores, and the read-only settings. Connection and stream tasks hold
 //! it; handlers get only the [`Caller`](crate::api::Caller) view of it.
 
+use crate::api::TokenChecks;
 use crate::auth::Access;
 use crate::broker::Broker;
 use crate::config::Config;
@@ -19,4 +20,5 @@ pub struct CoreCtx {
     pub cors: Cors,
     pub config: Arc<Config>,
     pub access: Arc<Access>,
+    pub token_checks: TokenChecks,
 }

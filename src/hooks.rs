@@ -189,7 +189,7 @@ impl Hooks {
     /// Runs the message hook, if any. A panic delivers the message as it was.
     pub(crate) fn run_message(&self, event: &mut MessageEvent<'_>) -> Outcome {
         if let Some(hook) = &self.message {
-            if catch_unwind(AssertUnwindSafe(|| hook(event))).is_err() {
+            if contained(|| hook(event)).is_err() {
                 tracing::error!(
                     client = event.client.id,
                     "the message hook panicked; the message is delivered unchanged"
@@ -202,11 +202,30 @@ impl Hooks {
 
     pub(crate) fn run_disconnect(&self, event: &DisconnectEvent<'_>) {
         if let Some(hook) = &self.disconnect {
-            if catch_unwind(AssertUnwindSafe(|| hook(event))).is_err() {
+            if contained(|| hook(event)).is_err() {
                 tracing::error!(client = event.client.id, "the disconnect hook panicked");
             }
         }
     }
+}
+
+thread_local! {
+    /// Set while an embedder's hook runs: its panic is caught and answered,
+    /// unlike a panic of the server's own code (see [`in_hook`]).
+    static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs an embedder's hook and catches its panic.
+fn contained<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let outer = IN_HOOK.with(|h| h.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    IN_HOOK.with(|h| h.set(outer));
+    result
+}
+
+/// Whether the panic under way on this thread comes from a hook.
+pub(crate) fn in_hook() -> bool {
+    IN_HOOK.with(|h| h.get())
 }
 
 /// Why a connect or subscribe hook stopped a request.
@@ -222,7 +241,7 @@ pub enum HookError {
 
 /// Runs a request hook, catching a panic.
 fn guarded(which: &'static str, f: impl FnOnce() -> Result<(), Reject>) -> Result<(), HookError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match contained(f) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(reject)) => Err(HookError::Rejected(reject)),
         Err(_) => {

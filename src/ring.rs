@@ -129,18 +129,19 @@ impl Ring {
     }
 
     /// Hands a batch to every core; resolves once each has queued it, with the
-    /// total number of deliveries.
+    /// total number of deliveries. All or nothing: a slot is reserved in every
+    /// inbox before any core is sent the batch, so a publish is never half
+    /// delivered and then answered as failed (its retry would duplicate it).
     pub async fn publish(&self, batch: Vec<Message>) -> Result<u64, ShuttingDown> {
         let batch: Arc<[Message]> = batch.into();
-        let mut replies = Vec::with_capacity(self.cores.len());
-        for core in self.cores.iter() {
+        let permits = self.reserve_all().await?;
+        let mut replies = Vec::with_capacity(permits.len());
+        for permit in permits {
             let (reply, rx) = oneshot::channel();
-            core.send(Command::Publish {
+            permit.send(Command::Publish {
                 batch: batch.clone(),
                 reply,
-            })
-            .await
-            .map_err(|_| ShuttingDown)?;
+            });
             replies.push(rx);
         }
         let mut total = 0;
@@ -148,6 +149,15 @@ impl Ring {
             total += rx.await.map_err(|_| ShuttingDown)?;
         }
         Ok(total)
+    }
+
+    /// A slot in every core's inbox, or none if one of them is closed.
+    async fn reserve_all(&self) -> Result<Vec<mpsc::Permit<'_, Command>>, ShuttingDown> {
+        let mut permits = Vec::with_capacity(self.cores.len());
+        for core in self.cores.iter() {
+            permits.push(core.reserve().await.map_err(|_| ShuttingDown)?);
+        }
+        Ok(permits)
     }
 
     /// Runs `f` on core `core` and returns its result.
@@ -168,19 +178,19 @@ impl Ring {
         rx.await.map_err(|_| ShuttingDown)
     }
 
-    /// Runs `f` on every core (all at once), results in core order.
+    /// Runs `f` on every core (all at once), results in core order; on all
+    /// of them or none, as [`Ring::publish`].
     pub async fn call_all<T: Send + 'static>(
         &self,
         f: impl Fn(&mut Core) -> T + Send + Sync + 'static,
     ) -> Result<Vec<T>, ShuttingDown> {
         let f = Arc::new(f);
-        let mut replies = Vec::with_capacity(self.cores.len());
-        for core in self.cores.iter() {
+        let permits = self.reserve_all().await?;
+        let mut replies = Vec::with_capacity(permits.len());
+        for permit in permits {
             let f = f.clone();
             let (job, rx) = job(move |core: &mut Core| f(core));
-            core.send(Command::Run(job))
-                .await
-                .map_err(|_| ShuttingDown)?;
+            permit.send(Command::Run(job));
             replies.push(rx);
         }
         let mut out = Vec::with_capacity(replies.len());

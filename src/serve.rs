@@ -7,7 +7,7 @@
 use crate::api::{self, Caller};
 use crate::conn::{Connection, Stop};
 use crate::frame;
-use crate::http::request::{self, Head};
+use crate::http::request::{self, BodyFraming, Head};
 use crate::http::response::Responder;
 use crate::routes::{self, Route};
 use crate::stream::{self, AfterStream, Opened};
@@ -37,13 +37,7 @@ pub async fn serve(mut conn: Connection) {
             Next::Continue => {}
             Next::Close => break,
             Next::Stream { head, head_only } => {
-                if !out.is_empty()
-                    && conn
-                        .socket
-                        .write_all(std::mem::take(&mut out))
-                        .await
-                        .is_err()
-                {
+                if !out.is_empty() && conn.write_all(std::mem::take(&mut out)).await.is_err() {
                     return;
                 }
                 let close = head.close;
@@ -59,7 +53,7 @@ pub async fn serve(mut conn: Connection) {
         }
     }
     if !out.is_empty() {
-        let _ = conn.socket.write_all(out).await;
+        let _ = conn.write_all(out).await;
     }
 }
 
@@ -75,13 +69,7 @@ impl AfterStream for ServeAgain {
 /// Writes the zero-length chunk that ends the stream's body, then serves
 /// requests again, unless the connection was to close with the stream.
 async fn resume(conn: Connection, last_chunk: bool, close: bool) {
-    if last_chunk
-        && conn
-            .socket
-            .write_all(frame::LAST_CHUNK.to_vec())
-            .await
-            .is_err()
-    {
+    if last_chunk && conn.write_all(frame::LAST_CHUNK.to_vec()).await.is_err() {
         return;
     }
     if !close && !conn.ctx.core.borrow().shutting_down() {
@@ -105,41 +93,77 @@ async fn request(conn: &mut Connection, out: &mut Vec<u8>) -> Next {
             return Next::Close;
         }
     };
-    let body = match conn.read_body(&head).await {
-        Ok(Some(body)) => body,
-        Ok(None) => return Next::Close,
-        Err(err) => {
-            let head = Head {
-                close: true,
-                ..*head
+    let route = routes::route(&head);
+    let limit = api::body_limit(&route, &conn.ctx.config);
+    let endpoint = match route {
+        Route::Stream { head_only } => {
+            return match read_body(conn, &head, limit, out).await {
+                Some(_) => Next::Stream { head, head_only },
+                None => Next::Close,
             };
-            Responder::new(&head, &conn.ctx.cors).error(out, &err);
-            return Next::Close;
         }
-    };
-    let endpoint = match routes::route(&head) {
-        Route::Stream { head_only } => return Next::Stream { head, head_only },
         Route::Api(endpoint) => endpoint,
     };
-    let ctx = &conn.ctx;
+    let ctx = conn.ctx.clone();
     let caller = Caller {
         peer: conn.peer.ip(),
         client_ip: conn.client_ip(&head),
+        untrusted_forward: head.proxied
+            && !ctx.access.proxies.trusts(conn.peer.ip().to_canonical()),
         broker: &ctx.broker,
         config: &ctx.config,
         verifier: &ctx.access.verifier,
+        token_checks: &ctx.token_checks,
     };
-    let responder = Responder::new(&head, &ctx.cors);
-    api::answer(&caller, &responder, endpoint, &head, &body, out).await;
+    // What needs only the head is checked before the body is read.
+    match api::admit(&caller, endpoint, &head) {
+        Ok(admitted) => {
+            let Some(body) = read_body(conn, &head, limit, out).await else {
+                return Next::Close;
+            };
+            let responder = Responder::new(&head, &ctx.cors);
+            api::answer(&caller, &responder, admitted, &head, &body, out).await;
+        }
+        Err(err) => {
+            // The body stays unread: the connection cannot go on after it.
+            let close = head.close || head.body != BodyFraming::None;
+            Responder::new(&Head { close, ..*head }, &ctx.cors).error(out, &err);
+            if close {
+                return Next::Close;
+            }
+        }
+    }
+    conn.release_excess();
     if head.close || ctx.core.borrow().shutting_down() {
         return Next::Close;
     }
-    let more_buffered = matches!(request::parse_head(&conn.buf, usize::MAX), Ok(Some(_)));
+    let more_buffered = request::head_end(&conn.buf, 0).is_some();
     if (!more_buffered || out.len() >= MAX_PENDING_OUT)
         && !out.is_empty()
-        && conn.socket.write_all(std::mem::take(out)).await.is_err()
+        && conn.write_all(std::mem::take(out)).await.is_err()
     {
         return Next::Close;
     }
     Next::Continue
+}
+
+/// Reads a request's body, at most `limit` bytes; a body that cannot be read
+/// is answered into `out` (the connection then closes): `None`.
+async fn read_body(
+    conn: &mut Connection,
+    head: &Head,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Option<Vec<u8>> {
+    match conn.read_body(head, limit).await {
+        Ok(body) => body,
+        Err(err) => {
+            let head = Head {
+                close: true,
+                ..head.clone()
+            };
+            Responder::new(&head, &conn.ctx.cors).error(out, &err);
+            None
+        }
+    }
 }

@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Core threads are named this, then their index.
+const CORE_THREAD: &str = "ringcast-core-";
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
@@ -92,6 +95,7 @@ impl Server {
     /// stop ([`RunningServer::shutdown`]); no signal handler is installed.
     pub fn start(self) -> Result<RunningServer, ServeError> {
         raise_fd_limit();
+        abort_when_a_core_panics();
         let access = Arc::new(Access::new(&self.config.auth)?);
         let config = Arc::new(self.config);
         let workers = config.workers();
@@ -107,7 +111,7 @@ impl Server {
                 ring: ring.clone(),
             };
             let thread = std::thread::Builder::new()
-                .name(format!("ringcast-core-{core}"))
+                .name(format!("{CORE_THREAD}{core}"))
                 .spawn(move || worker::run(core, shared, listener, inbox));
             match thread {
                 Ok(thread) => threads.push(thread),
@@ -303,6 +307,31 @@ fn bind_all(addr: SocketAddr, workers: usize) -> Result<Vec<std::net::TcpListene
         })?);
     }
     Ok(all)
+}
+
+/// A panic of the server's own code on a core thread aborts the process.
+///
+/// A core that unwound would leave its clients' sockets open and unserved,
+/// its inbox closed, and the process answering `/api/health` from the other
+/// cores as if all were well: better to die at once and be restarted by the
+/// supervisor (systemd's `Restart=`). A panic inside an embedder's hook is
+/// caught and answered as before ([`crate::hooks`]); other threads of the
+/// process are left to the previous panic hook.
+fn abort_when_a_core_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            let on_core = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with(CORE_THREAD));
+            if on_core && !crate::hooks::in_hook() {
+                tracing::error!("a core panicked: aborting the process ({info})");
+                std::process::abort();
+            }
+        }));
+    });
 }
 
 /// Every connection is a file descriptor: use all the process may have.

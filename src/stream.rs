@@ -52,7 +52,7 @@ pub async fn open(conn: &mut Connection, head: Box<Head>, head_only: bool) -> Op
     };
     match start(conn, head, mode) {
         Ok((key, out)) => {
-            if conn.socket.write_all(out).await.is_ok() {
+            if conn.write_all(out).await.is_ok() {
                 Opened::Stream { key, mode }
             } else {
                 conn.ctx
@@ -63,7 +63,7 @@ pub async fn open(conn: &mut Connection, head: Box<Head>, head_only: bool) -> Op
             }
         }
         Err(refusal) => {
-            if conn.socket.write_all(refusal).await.is_ok() {
+            if conn.write_all(refusal).await.is_ok() {
                 Opened::Refused
             } else {
                 Opened::Failed

@@ -17,13 +17,18 @@ use crate::http::response::Cors;
 use crate::ring::{Command, Inbox, Ring};
 use crate::runtime::{self, Listener};
 use crate::serve;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Accepts kept in flight per core, so bursts of connects are taken quickly.
 const ACCEPT_LOOPS: usize = 4;
+/// The wait after a failed accept, doubling while failures go on.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accept failures are logged at most this often.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Commands taken from the inbox per loop turn; a batch of publishes fans out
 /// before any stream writes, so frames for one client coalesce into one write.
 const INBOX_BATCH: usize = 256;
@@ -68,10 +73,12 @@ pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox:
             cors: Cors::new(config.origins.clone()),
             config,
             access,
+            token_checks: Default::default(),
         });
         let listener = Rc::new(Listener::from_std(listener));
+        let trouble = Rc::new(AcceptTrouble::default());
         for _ in 0..ACCEPT_LOOPS {
-            runtime::spawn(accept_loop(ctx.clone(), listener.clone()));
+            runtime::spawn(accept_loop(ctx.clone(), listener.clone(), trouble.clone()));
         }
         runtime::spawn(expire_loop(ctx.clone()));
         runtime::spawn(flush_loop(ctx.clone()));
@@ -81,10 +88,12 @@ pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox:
     });
 }
 
-async fn accept_loop(ctx: Rc<CoreCtx>, listener: Rc<Listener>) {
+async fn accept_loop(ctx: Rc<CoreCtx>, listener: Rc<Listener>, trouble: Rc<AcceptTrouble>) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
                 if ctx.core.borrow().shutting_down() {
                     socket.close();
                     continue;
@@ -93,11 +102,44 @@ async fn accept_loop(ctx: Rc<CoreCtx>, listener: Rc<Listener>) {
             }
             Err(_) if ctx.core.borrow().shutting_down() => return,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(core = ctx.index, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // EMFILE and friends: the connection waits in the backlog
+                // until descriptors are free; back off instead of spinning.
+                ctx.core.borrow_mut().note_accept_error();
+                trouble.report(ctx.index, &e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// Accept failures of one core, logged at most once per [`ACCEPT_LOG_EVERY`]
+/// (with how many there were), so that a process out of file descriptors
+/// does not flood its log while it waits for some to be freed.
+#[derive(Default)]
+struct AcceptTrouble {
+    last_log: Cell<Option<std::time::Instant>>,
+    unlogged: Cell<u64>,
+}
+
+impl AcceptTrouble {
+    fn report(&self, core: usize, error: &std::io::Error) {
+        let now = std::time::Instant::now();
+        let due = self
+            .last_log
+            .get()
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_LOG_EVERY);
+        if !due {
+            self.unlogged.set(self.unlogged.get() + 1);
+            return;
+        }
+        let more = self.unlogged.replace(0);
+        self.last_log.set(Some(now));
+        tracing::warn!(
+            core,
+            %error,
+            "accept failed (and {more} more times since the last report); retrying with backoff"
+        );
     }
 }
 
@@ -119,10 +161,14 @@ async fn flush_loop(ctx: Rc<CoreCtx>) {
     }
 }
 
-/// Ends streams whose idle timeout or lifetime passed. Ticks at a tenth of the
-/// shorter timeout (10–250 ms), so ends are that precise.
+/// Ends streams whose idle timeout, lifetime or write timeout passed. Ticks
+/// at a tenth of the shortest (10–250 ms), so ends are that precise.
 async fn expire_loop(ctx: Rc<CoreCtx>) {
-    let shortest = ctx.config.idle_timeout.min(ctx.config.max_lifetime);
+    let config = &ctx.config;
+    let shortest = config
+        .idle_timeout
+        .min(config.max_lifetime)
+        .min(config.write_timeout);
     let tick = (shortest / 10).clamp(Duration::from_millis(10), Duration::from_millis(250));
     let mut interval = tokio::time::interval(tick);
     loop {
@@ -131,25 +177,42 @@ async fn expire_loop(ctx: Rc<CoreCtx>) {
     }
 }
 
-/// Serves commands from other cores until told to shut down.
+/// Serves commands from other cores until told to shut down. What was sent
+/// before the inbox closed is still served — the rest of the batch that
+/// held `Shutdown`, and what waits behind it — so no caller is left without
+/// its answer.
 async fn serve_inbox(ctx: &CoreCtx, mut inbox: Inbox) {
     let mut commands = Vec::with_capacity(INBOX_BATCH);
     loop {
         if inbox.recv_many(&mut commands, INBOX_BATCH).await == 0 {
             return;
         }
+        let mut stop = false;
         for command in commands.drain(..) {
-            match command {
-                Command::Publish { batch, reply } => {
-                    let n = ctx.core.borrow_mut().publish(&batch);
-                    // The publisher may have gone; the messages are queued anyway.
-                    let _ = reply.send(n);
-                }
-                Command::Run(job) => job(&mut ctx.core.borrow_mut()),
-                Command::Shutdown => return,
+            stop |= serve_command(ctx, command);
+        }
+        if stop {
+            inbox.close();
+            while let Ok(command) = inbox.try_recv() {
+                serve_command(ctx, command);
             }
+            return;
         }
     }
+}
+
+/// Runs one command; `true` if it asks the core to shut down.
+fn serve_command(ctx: &CoreCtx, command: Command) -> bool {
+    match command {
+        Command::Publish { batch, reply } => {
+            let n = ctx.core.borrow_mut().publish(&batch);
+            // The publisher may have gone; the messages are queued anyway.
+            let _ = reply.send(n);
+        }
+        Command::Run(job) => job(&mut ctx.core.borrow_mut()),
+        Command::Shutdown => return true,
+    }
+    false
 }
 
 /// Stops accepting, ends every stream politely, then closes what is left.

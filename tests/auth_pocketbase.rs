@@ -8,7 +8,7 @@
 //! Run: `RINGCAST_TEST_POCKETBASE=/path/to/pocketbase cargo test --test auth_pocketbase`.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use ringcast::auth::{Auth, AuthArgs, Verifier};
+use ringcast::auth::{Auth, AuthArgs, Verifier, VerifyError};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -216,9 +216,12 @@ fn pocketbase_introspection() {
 
     tokio_uring::start(async {
         // Real tokens, raw and with the Bearer scheme.
-        assert_eq!(verifier.verify(Some(&user_token)).await, Some(user.clone()));
+        assert_eq!(
+            verifier.verify(Some(&user_token)).await,
+            Ok(Some(user.clone()))
+        );
         let bearer = format!("Bearer {user_token}");
-        assert_eq!(verifier.verify(Some(&bearer)).await, Some(user.clone()));
+        assert_eq!(verifier.verify(Some(&bearer)).await, Ok(Some(user.clone())));
 
         // Many clients presenting the same new token at once all get it.
         let tasks: Vec<_> = (0..20)
@@ -228,7 +231,7 @@ fn pocketbase_introspection() {
             })
             .collect();
         for task in tasks {
-            assert_eq!(task.await.unwrap(), Some(superuser.clone()));
+            assert_eq!(task.await.unwrap(), Ok(Some(superuser.clone())));
         }
 
         // What PocketBase refuses, and what never reaches it.
@@ -238,12 +241,13 @@ fn pocketbase_introspection() {
             ("signed with another key", forged(forged_valid.clone())),
             ("expired", forged(forged_expired.clone())),
         ] {
-            assert_eq!(verifier.verify(Some(&token)).await, None, "{what}");
+            assert_eq!(verifier.verify(Some(&token)).await, Ok(None), "{what}");
         }
-        assert_eq!(verifier.verify(None).await, None);
+        assert_eq!(verifier.verify(None).await, Ok(None));
     });
 
-    // PocketBase gone: cached answers still hold, new tokens are guests.
+    // PocketBase gone: cached answers still hold; a new token cannot be
+    // checked, and says so rather than making its holder a guest.
     let _ = pb.child.kill();
     let _ = pb.child.wait();
     std::thread::sleep(Duration::from_secs(1));
@@ -251,14 +255,17 @@ fn pocketbase_introspection() {
     unseen["exp"] = json!(now + 7200);
     tokio_uring::start(async {
         let started = Instant::now();
-        assert_eq!(verifier.verify(Some(&user_token)).await, Some(user));
+        assert_eq!(verifier.verify(Some(&user_token)).await, Ok(Some(user)));
         assert_eq!(
             verifier.verify(Some(&superuser_token)).await,
-            Some(superuser)
+            Ok(Some(superuser))
         );
         assert!(started.elapsed() < Duration::from_millis(100), "cache hits");
         let started = Instant::now();
-        assert_eq!(verifier.verify(Some(&forged(unseen))).await, None);
+        assert_eq!(
+            verifier.verify(Some(&forged(unseen))).await,
+            Err(VerifyError::Unavailable)
+        );
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "bounded by the timeout"

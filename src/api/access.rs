@@ -1,7 +1,12 @@
 //! Who may publish, use the admin API and read stats: holders of the admin
-//! token when one is configured, otherwise loopback peers only — and never a
-//! web page without the token (a page open on the server's host must not
-//! drive the API: CSRF, reading client ids).
+//! token when one is configured, otherwise local clients only. Without the
+//! token, "local" is checked three ways, because each alone can be fooled:
+//! the peer and the client behind a trusted proxy are loopback, no untrusted
+//! proxy says it forwarded the request (a reverse proxy on the same host
+//! would otherwise make the whole internet "loopback"), and the `Host` names
+//! this machine (a page on an attacker's domain that DNS rebinding points at
+//! 127.0.0.1 sends its own domain). And never a web page (`Origin`): a page
+//! open on the server's host must not drive the API (CSRF, reading client ids).
 
 use super::caller::Caller;
 use crate::http::error::ApiError;
@@ -29,6 +34,14 @@ pub fn authorize(caller: &Caller<'_>, head: &Head) -> Result<(), ApiError> {
             403,
             "Browsers may not use this endpoint without an admin token; start ringcast with --admin-token.",
         )),
+        None if caller.untrusted_forward => Err(ApiError::new(
+            403,
+            "This request came through a proxy that is not trusted (X-Forwarded-For, X-Real-IP or Forwarded), so it may not publish without an admin token; start ringcast with --admin-token, or name the proxy with --trusted-proxy.",
+        )),
+        None if !head.host.as_deref().is_none_or(is_local_host) => Err(ApiError::new(
+            403,
+            "The Host header does not name this machine (localhost, 127.0.0.1 or ::1), so this request may not publish without an admin token; start ringcast with --admin-token.",
+        )),
         None if caller.peer.to_canonical().is_loopback()
             && caller.client_ip.to_canonical().is_loopback() =>
         {
@@ -41,6 +54,31 @@ pub fn authorize(caller: &Caller<'_>, head: &Head) -> Result<(), ApiError> {
     }
 }
 
+/// Whether a `Host` value names this machine by a loopback name or address.
+fn is_local_host(host: &str) -> bool {
+    let loopback = |name: &str| {
+        name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    };
+    if loopback(host) {
+        return true;
+    }
+    let name = match host.strip_prefix('[') {
+        // `[::1]` or `[::1]:8090`
+        Some(rest) => rest.split_once(']').map_or(rest, |(addr, _)| addr),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    loopback(name)
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -48,6 +86,30 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_hosts() {
+        for host in [
+            "localhost",
+            "LOCALHOST:8090",
+            "127.0.0.1",
+            "127.0.0.2:1",
+            "[::1]",
+            "[::1]:8090",
+            "::1",
+        ] {
+            assert!(is_local_host(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "localhost.example.com",
+            "10.0.0.1:8090",
+            "[2001:db8::1]:80",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!is_local_host(host), "{host}");
+        }
+    }
 
     #[test]
     fn token_comparison() {

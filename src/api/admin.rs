@@ -9,7 +9,6 @@
 //! - `POST /api/clients/{id}/send` with `{"event": "…", "data": …}`;
 //! - `POST /api/broadcast` with `{"event": "…", "data": …}`.
 
-use super::access;
 use super::caller::Caller;
 use super::validation::{self, check_event_name, json_object};
 use crate::http::error::ApiError;
@@ -27,14 +26,13 @@ pub enum Reply {
     NoContent,
 }
 
-/// Answers an admin request, once the caller may use the API.
+/// Answers an admin request (access was checked on the head: [`super::admit`]).
 pub async fn handle(
     caller: &Caller<'_>,
     route: AdminRoute<'_>,
     head: &Head,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
-    access::authorize(caller, head)?;
     let broker = caller.broker;
     match route {
         AdminRoute::List => {

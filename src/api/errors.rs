@@ -1,6 +1,7 @@
 //! What the core and the broker refuse, answered in PocketBase's words: the
 //! one place that maps their typed errors to status codes and messages.
 
+use crate::auth::VerifyError;
 use crate::broker::BrokerError;
 use crate::core::CoreError;
 use crate::hooks::{HookError, Reject};
@@ -35,6 +36,14 @@ impl From<CoreError> for ApiError {
             CoreError::Full => {
                 ApiError::new(503, "This server holds as many realtime clients as it can.")
             }
+            CoreError::TooManyStreams => ApiError::new(
+                429,
+                "Too many realtime connections from your address (--max-streams-per-ip).",
+            ),
+            CoreError::TooManyTopics => ApiError::new(
+                503,
+                "This server holds as many distinct subscriptions as it may (--max-topics-per-core); try again later.",
+            ),
         }
     }
 }
@@ -58,6 +67,21 @@ impl From<BrokerError> for ApiError {
             e @ BrokerError::InvalidEvent(_) => ApiError::bad_request(format!("{e}.")),
             BrokerError::Data(m) => ApiError::bad_request(m),
             BrokerError::ShuttingDown => ShuttingDown.into(),
+        }
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(e: VerifyError) -> ApiError {
+        match e {
+            VerifyError::Busy => ApiError::new(
+                429,
+                "Too many tokens are waiting to be checked; try again shortly.",
+            ),
+            VerifyError::Unavailable => ApiError::new(
+                503,
+                "The token could not be checked with PocketBase right now; try again shortly.",
+            ),
         }
     }
 }

@@ -24,18 +24,57 @@ pub mod stats;
 pub mod subscribe;
 pub mod validation;
 
-pub use caller::Caller;
+pub use caller::{Caller, TokenChecks};
 
+use crate::config::Config;
 use crate::http::error::ApiError;
 use crate::http::request::Head;
 use crate::http::response::Responder;
-use crate::routes::Endpoint;
+use crate::routes::{AdminRoute, Endpoint, Route};
 
-/// Answers a request for `endpoint` into `out`.
+/// The body a request without one may still carry (and have read, so that
+/// the connection can go on): small.
+const SMALL_BODY_BYTES: usize = 64 * 1024;
+
+/// The largest body a request for `route` may have: no more than its handler
+/// can use, so that nobody can make a core read 32 MiB for an endpoint that
+/// takes a few bytes, or before it is known whether the caller may ask.
+pub fn body_limit(route: &Route<'_>, config: &Config) -> usize {
+    let limit = match route {
+        Route::Api(Endpoint::Subscribe) => subscribe::MAX_BODY_BYTES,
+        Route::Api(Endpoint::Publish)
+        | Route::Api(Endpoint::Admin(AdminRoute::Send(_) | AdminRoute::Broadcast)) => {
+            config.max_body_bytes
+        }
+        _ => SMALL_BODY_BYTES,
+    };
+    limit.min(config.max_body_bytes)
+}
+
+/// A request whose head passed the checks made before its body is read.
+pub struct Admitted<'a>(Endpoint<'a>);
+
+/// The checks that need only the head, made before a body is read: who may
+/// use the publish, stats and admin endpoints.
+pub fn admit<'a>(
+    caller: &Caller<'_>,
+    endpoint: Endpoint<'a>,
+    head: &Head,
+) -> Result<Admitted<'a>, ApiError> {
+    if matches!(
+        endpoint,
+        Endpoint::Publish | Endpoint::Stats | Endpoint::Admin(_)
+    ) {
+        access::authorize(caller, head)?;
+    }
+    Ok(Admitted(endpoint))
+}
+
+/// Answers an admitted request into `out`.
 pub async fn answer(
     caller: &Caller<'_>,
     responder: &Responder<'_>,
-    endpoint: Endpoint<'_>,
+    Admitted(endpoint): Admitted<'_>,
     head: &Head,
     body: &[u8],
     out: &mut Vec<u8>,
@@ -48,10 +87,10 @@ pub async fn answer(
         Endpoint::Subscribe => subscribe::handle(caller, head, body)
             .await
             .map(|()| responder.no_content(out)),
-        Endpoint::Publish => publish::handle(caller, head, body).await.map(|n| {
+        Endpoint::Publish => publish::handle(caller, body).await.map(|n| {
             responder.json(out, 200, format!("{{\"recipients\":{n}}}").as_bytes());
         }),
-        Endpoint::Stats => stats::handle(caller, head)
+        Endpoint::Stats => stats::handle(caller)
             .await
             .map(|body| responder.json(out, 200, &body)),
         Endpoint::Admin(route) => {

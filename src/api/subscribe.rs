@@ -12,21 +12,34 @@ use super::caller::Caller;
 use super::validation::{self, MAX_TOPIC_BYTES};
 use crate::http::error::{ApiError, SOMETHING_WENT_WRONG};
 use crate::http::request::Head;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 pub const MAX_CLIENT_ID_BYTES: usize = 255;
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
+/// The largest subscription request body read. The largest valid request as
+/// the SDK sends it (JSON: a 255-byte id and 1,000 topics of 2,500 bytes) is
+/// about 2.5 MB; PocketBase reads up to 32 MiB whatever the route.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 /// Answers `POST /api/realtime`: decoded and validated here, applied on the
 /// client's owner core through the broker.
 pub async fn handle(caller: &Caller<'_>, head: &Head, body: &[u8]) -> Result<(), ApiError> {
     let form = decode_form(head.content_type.as_deref(), body)?;
     let (broker, ip) = (caller.broker, caller.client_ip);
-    if head.authorization.is_some() && caller.verifier.asks_pocketbase() {
-        // The cheap checks first, so that made-up ids cannot make us ask PocketBase.
+    let asks = head.authorization.is_some() && caller.verifier.asks_pocketbase();
+    // The cheap checks first, so that made-up ids cannot make us ask
+    // PocketBase, and one address cannot keep many questions in flight.
+    let _in_flight = if asks {
         broker.check_realtime_client(&form.client_id, ip).await?;
-    }
-    let auth = caller.verifier.verify(head.authorization.as_deref()).await;
+        Some(caller.token_checks.start(ip)?)
+    } else {
+        None
+    };
+    let auth = caller
+        .verifier
+        .verify(head.authorization.as_deref())
+        .await?;
     broker
         .set_subscriptions(&form.client_id, ip, form.subscriptions, auth)
         .await?;
@@ -79,58 +92,145 @@ fn decode(content_type: &str, body: &[u8]) -> Option<SubscribeForm> {
     }
 }
 
-/// JSON: the first value must be an object; keys are matched ignoring case
-/// (an exact match wins), types must fit, `null` means "not given".
+/// JSON: the first value must be an object (bytes after it are ignored).
+/// Decoded straight into the form, as Go's `encoding/json` binds it into
+/// PocketBase's struct: keys match case-insensitively and each occurrence
+/// assigns (the last wins), `null` leaves `clientId` as it was and clears
+/// `subscriptions`, a value of the wrong type fails the whole decode. No
+/// JSON tree is built: other keys are skipped without allocating, and only
+/// the first [`MAX_SUBSCRIPTIONS`] + 1 topics are kept (enough to fail
+/// validation) while the rest are still type-checked.
 fn decode_json(body: &[u8]) -> Option<SubscribeForm> {
-    let value = serde_json::Deserializer::from_slice(body)
-        .into_iter::<Value>()
+    serde_json::Deserializer::from_slice(body)
+        .into_iter::<SubscribeForm>()
         .next()?
-        .ok()?;
-    let Value::Object(map) = value else {
-        return None;
-    };
-    let mut form = SubscribeForm::default();
-    if let Some(v) = field(&map, "clientId") {
-        match v {
-            Value::String(s) => form.client_id = s.clone(),
-            Value::Null => {}
-            _ => return None,
-        }
-    }
-    if let Some(v) = field(&map, "subscriptions") {
-        match v {
-            Value::Array(items) => {
-                for item in items {
-                    match item {
-                        Value::String(s) => form.subscriptions.push(s.clone()),
-                        Value::Null => form.subscriptions.push(String::new()),
-                        _ => return None,
-                    }
-                }
-            }
-            Value::Null => {}
-            _ => return None,
-        }
-    }
-    Some(form)
+        .ok()
 }
 
-fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    map.get(name).or_else(|| {
-        map.iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-            .next_back()
-    })
+impl<'de> Deserialize<'de> for SubscribeForm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FormVisitor)
+    }
+}
+
+struct FormVisitor;
+
+impl<'de> Visitor<'de> for FormVisitor {
+    type Value = SubscribeForm;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SubscribeForm, A::Error> {
+        let mut form = SubscribeForm::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::ClientId => {
+                    if let Some(id) = map.next_value::<Option<String>>()? {
+                        form.client_id = id;
+                    }
+                }
+                Key::Subscriptions => {
+                    form.subscriptions = map
+                        .next_value::<Option<Topics>>()?
+                        .map_or_else(Vec::new, |t| t.0);
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(form)
+    }
+}
+
+/// A key of the form, matched without allocating.
+enum Key {
+    ClientId,
+    Subscriptions,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(if key.eq_ignore_ascii_case("clientId") {
+                    Key::ClientId
+                } else if key.eq_ignore_ascii_case("subscriptions") {
+                    Key::Subscriptions
+                } else {
+                    Key::Other
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// The `subscriptions` array: strings (`null` entries count as empty ones).
+struct Topics(Vec<String>);
+
+impl<'de> Deserialize<'de> for Topics {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TopicsVisitor;
+        impl<'de> Visitor<'de> for TopicsVisitor {
+            type Value = Topics;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of strings")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Topics, S::Error> {
+                let mut kept = Vec::new();
+                while kept.len() <= MAX_SUBSCRIPTIONS {
+                    match seq.next_element::<Option<String>>()? {
+                        Some(topic) => kept.push(topic.unwrap_or_default()),
+                        None => return Ok(Topics(kept)),
+                    }
+                }
+                // Too many already: check the rest's types without keeping them.
+                while seq.next_element::<Option<StrOnly>>()?.is_some() {}
+                Ok(Topics(kept))
+            }
+        }
+        d.deserialize_seq(TopicsVisitor)
+    }
+}
+
+/// A string, checked and dropped.
+struct StrOnly;
+
+impl<'de> Deserialize<'de> for StrOnly {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl Visitor<'_> for StrVisitor {
+            type Value = StrOnly;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<StrOnly, E> {
+                Ok(StrOnly)
+            }
+        }
+        d.deserialize_str(StrVisitor)
+    }
 }
 
 /// Form-like bodies: `clientId` once, `subscriptions` repeated.
+/// Like JSON, only the first [`MAX_SUBSCRIPTIONS`] + 1 topics are kept.
 fn from_fields(fields: impl Iterator<Item = (String, String)>) -> SubscribeForm {
     let mut form = SubscribeForm::default();
     for (name, value) in fields {
         if name.eq_ignore_ascii_case("clientId") {
             form.client_id = value;
-        } else if name.eq_ignore_ascii_case("subscriptions") {
+        } else if name.eq_ignore_ascii_case("subscriptions")
+            && form.subscriptions.len() <= MAX_SUBSCRIPTIONS
+        {
             form.subscriptions.push(value);
         }
     }
@@ -156,7 +256,7 @@ fn multipart_fields(body: &[u8], boundary: &str) -> Option<Vec<(String, String)>
             return Some(fields);
         }
         let part = part.strip_prefix(b"\r\n")?;
-        let end = part.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let end = memchr::memmem::find(part, b"\r\n\r\n")?;
         let headers = String::from_utf8_lossy(&part[..end]);
         let value = part[end + 4..].strip_suffix(b"\r\n")?;
         let name = headers.lines().find_map(|line| {
@@ -178,7 +278,9 @@ fn split_bytes<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = &'a 
     let mut rest = Some(hay);
     std::iter::from_fn(move || {
         let r = rest?;
-        match r.windows(needle.len()).position(|w| w == needle) {
+        // Two-way search: linear whatever the boundary (a boundary of
+        // thousands of bytes must not make a body cost their product).
+        match memchr::memmem::find(r, needle) {
             Some(i) => {
                 rest = Some(&r[i + needle.len()..]);
                 Some(&r[..i])
@@ -279,6 +381,7 @@ mod tests {
     use super::*;
 
     const JSON: Option<&str> = Some("application/json");
+    const FORM: &str = "application/x-www-form-urlencoded";
 
     fn ok(ct: Option<&str>, body: &str) -> SubscribeForm {
         decode_form(ct, body.as_bytes()).unwrap()
@@ -395,5 +498,57 @@ mod tests {
             "<r><ClientId>abc</ClientId><Subscriptions>a</Subscriptions><Subscriptions>b</Subscriptions></r>",
         );
         assert_eq!(f.subscriptions, ["a", "b"]);
+    }
+
+    #[test]
+    fn json_is_bound_like_go_binds_it() {
+        // Each matching key assigns; the last one wins; null leaves clientId be.
+        let f = ok(JSON, r#"{"clientId":"a","CLIENTID":"b","clientid":null}"#);
+        assert_eq!(f.client_id, "b");
+        let f = ok(
+            JSON,
+            r#"{"clientId":"a","subscriptions":["x"],"SUBSCRIPTIONS":null}"#,
+        );
+        assert!(f.subscriptions.is_empty());
+        // A wrong type anywhere in the list fails the decode, even past the
+        // topics that are kept.
+        let mut many: Vec<String> = (0..1500).map(|i| format!("\"t{i}\"")).collect();
+        many.push("1".into());
+        let body = format!(r#"{{"clientId":"a","subscriptions":[{}]}}"#, many.join(","));
+        assert_eq!(err(JSON, body.as_bytes()), GENERIC);
+    }
+
+    #[test]
+    fn hostile_json_costs_little() {
+        // A huge array of numbers: a type error at its first element.
+        let zeros = format!(r#"{{"subscriptions":[{}0]}}"#, "0,".repeat(1 << 20));
+        assert_eq!(err(JSON, zeros.as_bytes()), GENERIC);
+        // A huge array of nulls is counted, not kept.
+        let nulls = format!(
+            r#"{{"clientId":"a","subscriptions":[{}null]}}"#,
+            "null,".repeat(1 << 20)
+        );
+        assert!(err(JSON, nulls.as_bytes()).contains("The length must be no more than 1000."));
+        // Deep nesting in an ignored field stops at serde_json's recursion limit.
+        let deep = format!(r#"{{"x":{}}}"#, "[".repeat(100_000));
+        assert_eq!(err(JSON, deep.as_bytes()), GENERIC);
+        // Form bodies keep at most the topics validation needs to see.
+        let form = format!("clientId=a{}", "&subscriptions=x".repeat(100_000));
+        let decoded = decode(FORM, form.as_bytes()).unwrap();
+        assert_eq!(decoded.subscriptions.len(), MAX_SUBSCRIPTIONS + 1);
+    }
+
+    #[test]
+    fn a_long_multipart_boundary_costs_linear_time() {
+        let boundary = "b".repeat(60_000);
+        let mut body = Vec::new();
+        for _ in 0..60 {
+            body.extend_from_slice(b"--");
+            body.extend_from_slice(boundary[..59_999].as_bytes());
+            body.extend_from_slice(b"x\r\n");
+        }
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        // A search costing body × boundary would not finish here (≈ 2·10¹¹ steps).
+        assert_eq!(err(Some(&ct), &body), GENERIC);
     }
 }

@@ -34,3 +34,16 @@ pub enum AuthConfigError {
     #[error("cannot start the PocketBase token checker: {0}")]
     Checker(String),
 }
+
+/// A token that could not be checked now: the request fails visibly (the
+/// client may retry) rather than quietly making its holder a guest, who
+/// would then miss what it subscribed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Too many tokens are waiting for PocketBase (a flood of unknown tokens).
+    #[error("too many tokens are waiting to be checked")]
+    Busy,
+    /// PocketBase did not answer (down, slow, 5xx, an odd answer).
+    #[error("PocketBase could not check the token")]
+    Unavailable,
+}

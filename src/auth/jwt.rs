@@ -244,7 +244,7 @@ mod tests {
             .build()
             .unwrap()
             .block_on(verifier.verify(Some(&header)));
-        assert_eq!(auth.map(|a| a.id), Some("u1".to_owned()));
+        assert_eq!(auth.map(|a| a.map(|a| a.id)), Ok(Some("u1".to_owned())));
     }
 
     #[test]

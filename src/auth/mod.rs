@@ -22,7 +22,7 @@ mod rules;
 mod verifier;
 
 pub use args::{AuthArgs, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL};
-pub use error::AuthConfigError;
+pub use error::{AuthConfigError, VerifyError};
 pub use identity::{Auth, SUPERUSERS_COLLECTION_ID, SUPERUSERS_COLLECTION_NAME};
 pub use proxy::TrustedProxies;
 pub use rules::{Allow, Denied, Rules, RulesError};

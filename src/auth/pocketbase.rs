@@ -17,10 +17,13 @@
 //!   runtime and HTTP client; callers only await a `oneshot`, which works from
 //!   any executor (the cores run tokio-uring). Concurrent misses on one token
 //!   share one request, and at most [`MAX_REQUESTS`] requests run at once.
-//! * PocketBase down, slow (over [`TIMEOUT`]) or answering 5xx: the client is
-//!   a guest for this request, a warning is logged, and nothing is cached.
+//! * PocketBase down, slow (over [`TIMEOUT`]) or answering 5xx: the request
+//!   fails with [`VerifyError::Unavailable`] (answered 503), a warning is
+//!   logged, and nothing is cached. A flood of unknown tokens that fills the
+//!   queue fails the same way ([`VerifyError::Busy`], 429): real users are
+//!   told, not silently made guests.
 
-use super::error::AuthConfigError;
+use super::error::{AuthConfigError, VerifyError};
 use super::identity::{Auth, is_superusers_collection, unix_now};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -41,7 +44,7 @@ pub const MAX_REQUESTS: usize = 64;
 const QUEUE: usize = 1024;
 
 type Cache = quick_cache::sync::Cache<String, Answer>;
-type Reply = oneshot::Sender<Option<Auth>>;
+type Reply = oneshot::Sender<Result<Option<Auth>, VerifyError>>;
 
 /// A definite answer and the Unix second it stops being trusted.
 #[derive(Clone, Debug)]
@@ -105,11 +108,13 @@ impl Introspector {
         Ok(Introspector { cache, jobs })
     }
 
-    pub async fn verify(&self, token: &str) -> Option<Auth> {
+    pub async fn verify(&self, token: &str) -> Result<Option<Auth>, VerifyError> {
         let now = unix_now();
-        let (collection, exp) = precheck(token, now)?;
+        let Some((collection, exp)) = precheck(token, now) else {
+            return Ok(None);
+        };
         if let Some(answer) = fresh(self.cache.as_deref(), token, now) {
-            return answer;
+            return Ok(answer);
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -119,17 +124,15 @@ impl Introspector {
             reply,
         };
         // A full queue (a flood of unknown tokens) fails fast rather than
-        // holding every core's subscription POSTs behind it; the background
-        // thread being gone (never while `self` lives) also means guest.
+        // holding every core's subscription POSTs behind it.
         if let Err(e) = self.jobs.try_send(job) {
-            if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                tracing::warn!(
-                    "too many tokens waiting for PocketBase; this one counts as a guest"
-                );
-            }
-            return None;
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => VerifyError::Busy,
+                // The background thread is gone (never while `self` lives).
+                mpsc::error::TrySendError::Closed(_) => VerifyError::Unavailable,
+            });
         }
-        answer.await.ok().flatten()
+        answer.await.unwrap_or(Err(VerifyError::Unavailable))
     }
 }
 
@@ -178,7 +181,8 @@ fn base_url(url: &str) -> Result<String, AuthConfigError> {
 enum Outcome {
     /// PocketBase's own verdict, safe to cache.
     Definite(Option<Auth>),
-    /// No verdict (PocketBase unreachable, 5xx, odd answer): guest this time.
+    /// No verdict (PocketBase unreachable, 5xx, odd answer): the request
+    /// fails, nothing is cached.
     Unavailable,
 }
 
@@ -219,7 +223,7 @@ impl Checker {
                     let Some(job) = job else { break };
                     // Answered while this job was queued?
                     if let Some(answer) = fresh(self.cache.as_deref(), &job.token, unix_now()) {
-                        let _ = job.reply.send(answer);
+                        let _ = job.reply.send(Ok(answer));
                         continue;
                     }
                     match waiting.entry(job.token) {
@@ -239,16 +243,16 @@ impl Checker {
                 Some(done) = tasks.join_next_with_id() => {
                     let (id, outcome) = match done {
                         Ok((id, outcome)) => (id, outcome),
-                        // A task that panicked: its waiters are answered guest.
+                        // A task that panicked: its waiters get no verdict.
                         Err(e) => (e.id(), Outcome::Unavailable),
                     };
                     let Some((token, exp)) = running.remove(&id) else { continue };
                     let auth = match outcome {
                         Outcome::Definite(auth) => {
                             self.remember(&token, exp, &auth);
-                            auth
+                            Ok(auth)
                         }
-                        Outcome::Unavailable => None,
+                        Outcome::Unavailable => Err(VerifyError::Unavailable),
                     };
                     for reply in waiting.remove(&token).unwrap_or_default() {
                         let _ = reply.send(auth.clone());
@@ -292,7 +296,7 @@ impl Checker {
         {
             Ok(response) => response,
             Err(e) => {
-                tracing::warn!(%url, error = %e, "cannot reach PocketBase to verify a token; the client is a guest for now");
+                tracing::warn!(%url, error = %e, "cannot reach PocketBase to verify a token; the subscription request is refused (503)");
                 return Outcome::Unavailable;
             }
         };
@@ -301,14 +305,14 @@ impl Checker {
             200 => {}
             400 | 401 | 403 | 404 => return Outcome::Definite(None),
             _ => {
-                tracing::warn!(%url, status, "PocketBase did not verify a token; the client is a guest for now");
+                tracing::warn!(%url, status, "PocketBase did not verify a token; the subscription request is refused (503)");
                 return Outcome::Unavailable;
             }
         }
         let body = match response.bytes().await {
             Ok(body) => body,
             Err(e) => {
-                tracing::warn!(%url, error = %e, "PocketBase's token answer was cut short; the client is a guest for now");
+                tracing::warn!(%url, error = %e, "PocketBase's token answer was cut short; the subscription request is refused (503)");
                 return Outcome::Unavailable;
             }
         };
@@ -324,7 +328,7 @@ impl Checker {
                 }))
             }
             _ => {
-                tracing::warn!(%url, "PocketBase's token answer has no auth record (is the URL PocketBase's?); the client is a guest for now");
+                tracing::warn!(%url, "PocketBase's token answer has no auth record (is the URL PocketBase's?); the subscription request is refused (503)");
                 Outcome::Unavailable
             }
         }
@@ -448,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn unreachable_pocketbase_means_guest_and_is_not_cached() {
+    fn unreachable_pocketbase_is_an_error_and_is_not_cached() {
         // Port 1 on loopback refuses at once: no verdict, so nothing cached.
         let introspector =
             Introspector::new("http://127.0.0.1:1", 10, Duration::from_secs(300)).unwrap();
@@ -456,7 +460,10 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        assert_eq!(rt.block_on(introspector.verify(&t)), None);
+        assert_eq!(
+            rt.block_on(introspector.verify(&t)),
+            Err(VerifyError::Unavailable)
+        );
         assert_eq!(introspector.cache.as_deref().unwrap().len(), 0);
     }
 }

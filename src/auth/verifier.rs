@@ -2,7 +2,7 @@
 //! the flags chose.
 
 use super::args::AuthArgs;
-use super::error::AuthConfigError;
+use super::error::{AuthConfigError, VerifyError};
 use super::identity::Auth;
 use super::{jwt, pocketbase};
 
@@ -63,15 +63,18 @@ impl Verifier {
     }
 
     /// The identity behind a raw `Authorization` header value (the token, or
-    /// `Bearer <token>`); `None` means guest, whether there was no token or a
-    /// bad one. Never blocks: JWTs are checked in place (microseconds of CPU),
+    /// `Bearer <token>`); `Ok(None)` means guest, whether there was no token
+    /// or a bad one; an error, that the token could not be checked now
+    /// (PocketBase mode only). Never blocks: JWTs are checked in place (microseconds of CPU),
     /// PocketBase answers come from the cache or from the background thread
     /// through a channel, so the future may be awaited on any executor.
-    pub async fn verify(&self, authorization: Option<&str>) -> Option<Auth> {
-        let token = token_of(authorization?)?;
+    pub async fn verify(&self, authorization: Option<&str>) -> Result<Option<Auth>, VerifyError> {
+        let Some(token) = authorization.and_then(token_of) else {
+            return Ok(None);
+        };
         match &self.mode {
-            Mode::None => None,
-            Mode::Jwt(jwt) => jwt.verify(token),
+            Mode::None => Ok(None),
+            Mode::Jwt(jwt) => Ok(jwt.verify(token)),
             Mode::PocketBase(pb) => pb.verify(token).await,
         }
     }
@@ -142,8 +145,8 @@ mod tests {
     fn no_flags_means_everyone_is_a_guest() {
         let verifier = Verifier::new(&AuthArgs::default()).unwrap();
         assert_eq!(verifier.mode(), "none");
-        assert_eq!(block_on(verifier.verify(Some("Bearer anything"))), None);
-        assert_eq!(block_on(verifier.verify(None)), None);
+        assert_eq!(block_on(verifier.verify(Some("Bearer anything"))), Ok(None));
+        assert_eq!(block_on(verifier.verify(None)), Ok(None));
     }
 
     #[test]

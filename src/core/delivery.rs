@@ -4,11 +4,20 @@
 //! Every way a message reaches a client — fan-out, a send to one client, a
 //! broadcast — ends here, so the hook, the idle-timer rule for skipped
 //! messages and the byte cap apply alike to all of them.
+//!
+//! The byte cap bounds memory, not bursts: a fan-out queues a whole batch
+//! before the flush task writes anything, so a client that reads perfectly
+//! well can still find its queue full in the middle of a large batch or a
+//! burst of publishes. Before such a client is dropped, what it has queued is
+//! written to its socket at once; only a client whose socket takes nothing
+//! more (it is not reading) is dropped — and the deliveries of this fan-out
+//! it had been counted for are taken back from the recipients (`retracted`).
 
 use super::client::Client;
 use super::outbox::{Outbox, OverCap, Refused};
 use super::policy::Policy;
 use super::stats::Counters;
+use super::writer::Writer;
 use crate::frame::Frame;
 use crate::hooks::Outcome;
 use std::rc::Rc;
@@ -16,9 +25,13 @@ use std::rc::Rc;
 /// The parts of a core that deliveries change, borrowed for one fan-out.
 pub struct Delivery<'a> {
     pub outbox: &'a mut Outbox,
+    pub writer: &'a mut Writer,
     pub policy: &'a Policy,
     pub stats: &'a mut Counters,
     pub now: u64,
+    /// Deliveries of this fan-out already counted whose client was then
+    /// dropped: not recipients after all.
+    pub retracted: u64,
 }
 
 impl Delivery<'_> {
@@ -81,8 +94,47 @@ impl Delivery<'_> {
         frame: &Rc<Frame>,
         over_cap: OverCap,
     ) -> Result<bool, Refused> {
-        self.outbox
-            .enqueue(key, client, frame, self.now, self.stats, over_cap)?;
-        Ok(true)
+        match self
+            .outbox
+            .enqueue(key, client, frame, self.now, self.stats)
+        {
+            Ok(()) => Ok(true),
+            Err(Refused::Full) => self.make_room(key, client, frame, over_cap),
+            Err(refused) => Err(refused),
+        }
+    }
+
+    /// `client`'s queue is full: write it now and try again; a client whose
+    /// socket takes no more is refused the send or dropped (`over_cap`).
+    #[cold]
+    #[inline(never)]
+    fn make_room(
+        &mut self,
+        key: u32,
+        client: &mut Client,
+        frame: &Rc<Frame>,
+        over_cap: OverCap,
+    ) -> Result<bool, Refused> {
+        if !client.blocked {
+            self.writer
+                .write_now(key, client, self.outbox, self.now, self.stats);
+            if self
+                .outbox
+                .enqueue(key, client, frame, self.now, self.stats)
+                .is_ok()
+            {
+                return Ok(true);
+            }
+        }
+        if over_cap == OverCap::Disconnect {
+            let lost = self.outbox.drop_slow_consumer(
+                client,
+                self.stats,
+                1,
+                "its queue went over --max-queue-bytes and its socket took no more",
+            );
+            self.retracted += lost as u64;
+        }
+        Err(Refused::Full)
     }
 }

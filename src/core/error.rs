@@ -36,4 +36,11 @@ pub enum CoreError {
     /// This core holds as many clients as its ids can name.
     #[error("this core holds as many realtime clients as it can")]
     Full,
+    /// This address has as many streams open as `--max-streams-per-ip` allows.
+    #[error("too many realtime connections from this address")]
+    TooManyStreams,
+    /// This core holds as many distinct subscription strings as
+    /// `--max-topics-per-core` allows.
+    #[error("this core holds as many distinct subscriptions as it may")]
+    TooManyTopics,
 }

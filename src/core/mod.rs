@@ -64,6 +64,13 @@ pub struct Settings {
     pub max_lifetime: Duration,
     /// Bytes that may wait in one client's queue.
     pub max_queue_bytes: usize,
+    /// A client whose socket takes nothing for this long while it has
+    /// frames queued is dropped as a slow consumer.
+    pub write_timeout: Duration,
+    /// Streams one (non-loopback) address may hold on this core; 0: no limit.
+    pub max_streams_per_ip: usize,
+    /// Distinct subscription strings this core holds at most.
+    pub max_topics: usize,
 }
 
 /// What a parked stream is woken for.
@@ -128,6 +135,10 @@ impl Core {
         self.registry.close_connection(key);
     }
 
+    pub fn note_accept_error(&mut self) {
+        self.stats.accept_errors += 1;
+    }
+
     /// Registers a stream; returns its slab key and id.
     pub fn register(
         &mut self,
@@ -137,7 +148,8 @@ impl Core {
     ) -> Result<(usize, [u8; ID_LEN]), CoreError> {
         let now = self.now_ms();
         let owner = (self.index, self.settings.workers);
-        self.registry.register(owner, ip, socket, mode, now)
+        let per_ip = self.settings.max_streams_per_ip;
+        self.registry.register(owner, ip, per_ip, socket, mode, now)
     }
 
     /// Runs the connect hook for the client just registered at `key`.
@@ -284,6 +296,9 @@ impl Core {
     ) -> Result<(), CoreError> {
         let client = realtime_client(&mut self.registry, id, key, ip)?;
         let subs = self.policy.admit(client, subs, auth.as_ref())?;
+        if self.pubsub.topic_count() + self.pubsub.new_topics(&subs) > self.settings.max_topics {
+            return Err(CoreError::TooManyTopics);
+        }
         if let Some(new) = auth.as_ref().filter(|_| client.auth().is_none()) {
             // A guest becoming a user: reachable by user id from now on.
             self.pubsub.add_user(&new.id, key as u32);
@@ -299,36 +314,45 @@ impl Core {
 
     // --- Messages ---
 
-    /// The parts deliveries change, and the registry and index they read.
+    /// Starts a fan-out: the parts deliveries change, and the registry and
+    /// index they read.
     fn fanout(&mut self) -> (Delivery<'_>, &mut Registry, &PubSub) {
         let now = self.now_ms();
         let Core {
             registry,
             pubsub,
             outbox,
+            writer,
             policy,
             stats,
             ..
         } = self;
+        outbox.begin_batch();
         let delivery = Delivery {
             outbox,
+            writer,
             policy,
             stats,
             now,
+            retracted: 0,
         };
         (delivery, registry, pubsub)
     }
 
-    /// Counts a fan-out's deliveries and wakes the flush task for them.
-    fn finish_fanout(&mut self, recipients: u64) {
+    /// Counts a fan-out's deliveries — those still queued for a connected
+    /// client — and wakes the flush task for them; returns that count.
+    fn finish_fanout(&mut self, counted: u64, retracted: u64) -> u64 {
+        let recipients = counted - retracted;
         self.stats.deliveries += recipients;
         self.outbox.wake_flusher();
+        recipients
     }
 
     /// Fans a batch out to this core's subscribers, in order; returns the
-    /// number of deliveries queued. Per recipient this only links a shared
-    /// frame into the client's queue: no allocation, no copy (unless a
-    /// message hook gives a client data of its own).
+    /// number of deliveries queued for clients still connected at its end.
+    /// Per recipient this only links a shared frame into the client's queue:
+    /// no allocation, no copy (unless a message hook gives a client data of
+    /// its own).
     pub fn publish(&mut self, batch: &[Message]) -> u64 {
         let (mut delivery, registry, pubsub) = self.fanout();
         let mut recipients = 0;
@@ -358,8 +382,8 @@ impl Core {
                 }
             }
         }
-        self.finish_fanout(recipients);
-        recipients
+        let retracted = delivery.retracted;
+        self.finish_fanout(recipients, retracted)
     }
 
     /// Queues one event for one client, whatever it subscribed. `Ok(false)`:
@@ -383,7 +407,7 @@ impl Core {
                 Refused::Full => CoreError::QueueFull(client.id_str().to_owned()),
                 Refused::TooLarge => CoreError::TooLarge(frame.wire_len(client.mode)),
             })?;
-        self.finish_fanout(u64::from(delivered));
+        self.finish_fanout(u64::from(delivered), 0);
         Ok(delivered)
     }
 
@@ -400,8 +424,8 @@ impl Core {
                 recipients += 1;
             }
         }
-        self.finish_fanout(recipients);
-        recipients
+        let retracted = delivery.retracted;
+        self.finish_fanout(recipients, retracted)
     }
 
     // --- Named clients (the broker's calls) ---
@@ -463,12 +487,13 @@ impl Core {
     // --- Timers and shutdown ---
 
     /// Ends every stream whose idle timeout or lifetime has passed, and lets
-    /// go of a client whose socket took nothing for a whole idle timeout
+    /// go of a client whose socket took nothing for a write timeout
     /// (PocketBase keeps such a client forever).
     pub fn expire(&mut self) {
         let now = self.now_ms();
         let idle = self.settings.idle_timeout.as_millis() as u64;
         let lifetime = self.settings.max_lifetime.as_millis() as u64;
+        let write_timeout = self.settings.write_timeout.as_millis() as u64;
         let Core {
             registry,
             outbox,
@@ -483,16 +508,17 @@ impl Core {
                 ),
                 None => (idle, lifetime),
             };
-            let stalled = now.saturating_sub(client.last_write_ms) >= idle;
-            if client.blocked && stalled && !client.aborted() {
+            let since_write = now.saturating_sub(client.last_write_ms);
+            if client.blocked && since_write >= write_timeout && !client.aborted() {
                 outbox.drop_slow_consumer(
                     client,
                     stats,
                     0,
-                    "its socket accepted nothing for the idle timeout",
+                    "its socket accepted nothing for the write timeout",
                 );
                 continue;
             }
+            let stalled = since_write >= idle;
             if client.end.is_some() {
                 continue;
             }

@@ -17,7 +17,8 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// What to do with a client whose queue would go over its byte cap.
+/// What to do with a client whose queue would go over its byte cap even
+/// after what it had queued was written (`core::delivery`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverCap {
     /// Fan-out: disconnect it as a slow consumer (counted), so that one slow
@@ -44,6 +45,8 @@ pub struct Outbox {
     /// The flush task, parked while the line is empty.
     flusher: Option<Waker>,
     max_queue: usize,
+    /// The current fan-out, stamped on what it queues.
+    batch: u32,
 }
 
 impl Outbox {
@@ -53,11 +56,19 @@ impl Outbox {
             line: VecDeque::new(),
             flusher: None,
             max_queue,
+            batch: 0,
         }
     }
 
-    /// Links `frame` into `client`'s queue and puts it in the flush line; a
-    /// client over its byte cap is dropped or the send refused (`over_cap`).
+    /// Starts a fan-out: what it queues can be told apart from what earlier
+    /// ones did, should the client be dropped before this one is answered.
+    pub fn begin_batch(&mut self) {
+        self.batch = self.batch.wrapping_add(1);
+    }
+
+    /// Links `frame` into `client`'s queue and puts it in the flush line, or
+    /// refuses it when it would take the queue over its byte cap (nothing
+    /// changes then: the caller decides what becomes of the client).
     #[inline]
     pub fn enqueue(
         &mut self,
@@ -66,7 +77,6 @@ impl Outbox {
         frame: &Rc<Frame>,
         now: u64,
         stats: &mut Counters,
-        over_cap: OverCap,
     ) -> Result<(), Refused> {
         if client.mode == BodyMode::Discard {
             // HEAD streams write no body, but a message still counts as delivered.
@@ -75,9 +85,10 @@ impl Outbox {
         }
         let len = frame.wire_len(client.mode);
         if client.queued_bytes + len > self.max_queue {
-            return Err(self.over_cap(client, len, stats, over_cap));
+            return Err(self.too_much(len, stats));
         }
-        self.deliveries.push(&mut client.queue, frame.clone());
+        self.deliveries
+            .push(&mut client.queue, frame.clone(), self.batch);
         client.queued_bytes += len;
         stats.queued_bytes += len as u64;
         if !client.dirty && !client.blocked {
@@ -87,37 +98,29 @@ impl Outbox {
         Ok(())
     }
 
-    /// A frame of `len` bytes does not fit in `client`'s queue: refuse the
-    /// send, or drop the client as a slow consumer (a frame that could never
-    /// fit is refused either way: that is not the client's fault).
+    /// Why a frame of `len` bytes does not fit: a full queue, or a frame no
+    /// queue could ever hold (that is not the client's fault).
     #[cold]
-    fn over_cap(
-        &mut self,
-        client: &mut Client,
-        len: usize,
-        stats: &mut Counters,
-        over_cap: OverCap,
-    ) -> Refused {
+    fn too_much(&self, len: usize, stats: &mut Counters) -> Refused {
         if len > self.max_queue {
             stats.oversized_frames += 1;
             return Refused::TooLarge;
-        }
-        if over_cap == OverCap::Disconnect {
-            self.drop_slow_consumer(client, stats, 1, "its queue went over --max-queue-bytes");
         }
         Refused::Full
     }
 
     /// Disconnects a client that does not read fast enough, counting what it
-    /// loses (`extra` frames that were not even queued).
+    /// loses (`extra` frames that were not even queued). Returns how many of
+    /// the frames it lost the current fan-out had queued.
     pub fn drop_slow_consumer(
         &mut self,
         client: &mut Client,
         stats: &mut Counters,
         extra: usize,
         why: &str,
-    ) {
-        let dropped = self.clear(client, stats) + extra;
+    ) -> usize {
+        let (queued, of_batch) = self.clear(client, stats);
+        let dropped = queued + extra;
         stats.dropped_clients += 1;
         stats.dropped_frames += dropped as u64;
         tracing::warn!(
@@ -126,14 +129,16 @@ impl Outbox {
             "disconnecting a slow consumer: {why}"
         );
         client.end(EndReason::SlowConsumer);
+        of_batch
     }
 
-    /// Drops everything `client` has queued; returns how many frames.
-    pub fn clear(&mut self, client: &mut Client, stats: &mut Counters) -> usize {
+    /// Drops everything `client` has queued; returns how many frames, and
+    /// how many of them the current fan-out queued.
+    pub fn clear(&mut self, client: &mut Client, stats: &mut Counters) -> (usize, usize) {
         stats.queued_bytes -= client.queued_bytes as u64;
         client.queued_bytes = 0;
         client.sent = 0;
-        self.deliveries.clear(&mut client.queue)
+        self.deliveries.clear(&mut client.queue, self.batch)
     }
 
     /// Records that `written` more bytes of `client`'s queue reached its

@@ -40,6 +40,11 @@ pub struct PubSub {
 }
 
 impl PubSub {
+    /// How many of `names` no client on this core holds yet.
+    pub fn new_topics(&self, names: &[String]) -> usize {
+        names.iter().filter(|n| !self.topics.contains(n)).count()
+    }
+
     /// Replaces client `key`'s subscriptions `held` with `new`.
     pub fn replace(&mut self, key: u32, held: &mut SmallVec<[TopicId; 4]>, new: &[String]) {
         for t in held.drain(..) {

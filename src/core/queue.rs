@@ -38,6 +38,8 @@ impl Queue {
 struct Node {
     frame: Rc<Frame>,
     next: u32,
+    /// The fan-out that queued it (fits the padding: a node stays 16 bytes).
+    batch: u32,
 }
 
 /// Every queued delivery of one core.
@@ -47,8 +49,12 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    pub fn push(&mut self, queue: &mut Queue, frame: Rc<Frame>) {
-        let key = self.nodes.insert(Node { frame, next: NIL }) as u32;
+    pub fn push(&mut self, queue: &mut Queue, frame: Rc<Frame>, batch: u32) {
+        let key = self.nodes.insert(Node {
+            frame,
+            next: NIL,
+            batch,
+        }) as u32;
         if queue.tail == NIL {
             queue.head = key;
         } else {
@@ -82,13 +88,16 @@ impl Deliveries {
         })
     }
 
-    /// Drops every queued frame of `queue`; returns how many there were.
-    pub fn clear(&mut self, queue: &mut Queue) -> usize {
-        let mut n = 0;
-        while self.pop(queue).is_some() {
-            n += 1;
+    /// Drops every queued frame of `queue`; returns how many there were,
+    /// and how many of them fan-out `batch` queued.
+    pub fn clear(&mut self, queue: &mut Queue, batch: u32) -> (usize, usize) {
+        let (mut all, mut of_batch) = (0, 0);
+        while queue.head != NIL {
+            of_batch += usize::from(self.nodes[queue.head as usize].batch == batch);
+            self.pop(queue);
+            all += 1;
         }
-        n
+        (all, of_batch)
     }
 
     /// Returns the memory of a past burst once nothing is queued.
@@ -114,18 +123,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_node_stays_small() {
+        assert_eq!(std::mem::size_of::<Node>(), 16);
+    }
+
+    #[test]
     fn fifo_per_queue_with_shared_nodes() {
         let mut d = Deliveries::default();
         let (mut a, mut b) = (Queue::default(), Queue::default());
         let f1 = Rc::new(Frame::new(b"1", b""));
         let f2 = Rc::new(Frame::new(b"2", b""));
-        d.push(&mut a, f1.clone());
-        d.push(&mut b, f2.clone());
-        d.push(&mut a, f2.clone());
+        d.push(&mut a, f1.clone(), 1);
+        d.push(&mut b, f2.clone(), 1);
+        d.push(&mut a, f2.clone(), 2);
         assert_eq!(d.iter(&a).count(), 2);
         assert!(Rc::ptr_eq(d.pop(&mut a).as_ref().unwrap(), &f1));
         assert!(Rc::ptr_eq(d.front(&a).unwrap(), &f2));
-        assert_eq!(d.clear(&mut a), 1);
+        assert_eq!(d.clear(&mut a, 2), (1, 1));
         assert!(a.is_empty());
         assert_eq!(d.len(), 1);
         assert!(Rc::ptr_eq(d.pop(&mut b).as_ref().unwrap(), &f2));

@@ -18,6 +18,8 @@ use std::net::IpAddr;
 pub struct Registry {
     clients: Slab<Client>,
     connections: Slab<SocketRef>,
+    /// Streams by (non-loopback) client address, for `--max-streams-per-ip`.
+    per_ip: ahash::HashMap<IpAddr, u32>,
 }
 
 impl Registry {
@@ -38,16 +40,23 @@ impl Registry {
         self.connections.len()
     }
 
-    /// Registers a stream of core `core` (of `workers`); returns its key and
-    /// id, or [`CoreError::Full`] when ids cannot name another client.
+    /// Registers a stream of core `core` (of `workers`) from `ip`, which may
+    /// hold `per_ip` streams here (0: any number; loopback is not counted,
+    /// as local proxies and tools share it); returns its key and id.
     pub fn register(
         &mut self,
         (core, workers): (usize, usize),
         ip: IpAddr,
+        per_ip: usize,
         socket: SocketRef,
         mode: BodyMode,
         now: u64,
     ) -> Result<(usize, [u8; ID_LEN]), CoreError> {
+        let ip = ip.to_canonical();
+        let counted = per_ip > 0 && !ip.is_loopback();
+        if counted && self.per_ip.get(&ip).is_some_and(|&n| n as usize >= per_ip) {
+            return Err(CoreError::TooManyStreams);
+        }
         let entry = self.clients.vacant_entry();
         let key = entry.key();
         if key >= MAX_CLIENTS_PER_CORE {
@@ -55,11 +64,21 @@ impl Registry {
         }
         let id = id::new_id(core, workers, key);
         entry.insert(Client::new(id, ip, socket, mode, now));
+        if counted {
+            *self.per_ip.entry(ip).or_default() += 1;
+        }
         Ok((key, id))
     }
 
     pub fn remove(&mut self, key: usize) -> Client {
-        self.clients.remove(key)
+        let client = self.clients.remove(key);
+        if let Some(n) = self.per_ip.get_mut(&client.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&client.ip);
+            }
+        }
+        client
     }
 
     /// The client at `key`, which the caller knows is registered (fan-out

@@ -26,6 +26,8 @@ macro_rules! counters {
 counters! {
     /// Open TCP connections.
     connections,
+    /// Accepts that failed (out of file descriptors, most likely).
+    accept_errors,
     /// Registered realtime clients (open streams).
     clients,
     /// (client, subscription) pairs.
@@ -42,7 +44,7 @@ counters! {
     /// Write operations submitted (deliveries / writes = coalescing factor).
     writes,
     /// Clients disconnected as slow consumers: over their queue cap, or their
-    /// socket took nothing for an idle timeout.
+    /// socket took nothing for a write timeout.
     dropped_clients,
     /// Frames discarded with those clients.
     dropped_frames,

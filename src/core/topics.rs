@@ -19,8 +19,10 @@ use std::rc::Rc;
 pub type TopicId = u32;
 
 /// At most this many `?`-prefixes of one subscription are indexed; a topic
-/// with more `?` in it than that is still matched exactly and by its first ones.
-const MAX_INDEXED_PREFIXES: usize = 16;
+/// with more `?` in it than that is still matched exactly and by its first
+/// ones. Each costs an index entry, so a short `?`-heavy string must not buy
+/// many (the SDK's `?options=` strings have one raw `?`).
+const MAX_INDEXED_PREFIXES: usize = 4;
 
 #[derive(Debug)]
 struct Topic {
@@ -84,6 +86,11 @@ impl Topics {
                         == Some(topic.as_bytes())
             })
             .map(|&(id, _)| id)
+    }
+
+    /// Whether `name` is interned (someone on this core holds it).
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
     }
 
     pub fn name(&self, id: TopicId) -> &str {

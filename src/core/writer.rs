@@ -53,6 +53,19 @@ impl Writer {
             return;
         }
         client.dirty = false;
+        self.write_now(key, client, outbox, now, stats);
+    }
+
+    /// The write of [`Writer::flush`], whether or not the client is in the
+    /// flush line (a fan-out makes room in a full queue this way).
+    pub fn write_now(
+        &mut self,
+        key: u32,
+        client: &mut Client,
+        outbox: &mut Outbox,
+        now: u64,
+        stats: &mut Counters,
+    ) {
         if client.blocked || client.queue.is_empty() || client.aborted() {
             return;
         }
@@ -85,7 +98,7 @@ impl Writer {
                     // The socket is full: the stream task waits for room.
                     client.blocked = true;
                     client.wake();
-                } else if !client.queue.is_empty() {
+                } else if !client.queue.is_empty() && !client.dirty {
                     // More than one write's worth: back in line.
                     outbox.back_in_line(key, client);
                 } else if client.end.is_some() {

@@ -38,6 +38,10 @@ pub struct Head {
     pub authorization: Option<String>,
     pub forwarded_for: Option<String>,
     pub real_ip: Option<String>,
+    /// Any of `X-Forwarded-For`, `X-Real-IP` or `Forwarded` was sent: a proxy
+    /// says it forwarded this request (or a client pretends one did).
+    pub proxied: bool,
+    pub host: Option<String>,
     /// Every header, kept only for requests that open a stream (the connect
     /// hook sees them); other requests keep just the fields above.
     pub headers: Vec<(String, String)>,
@@ -141,7 +145,12 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
             head.origin = Some(value());
         } else if name.eq_ignore_ascii_case("authorization") {
             head.authorization = Some(value());
+        } else if name.eq_ignore_ascii_case("host") {
+            head.host = Some(value());
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            head.proxied = true;
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            head.proxied = true;
             // Several lines form one list, in the order received.
             let v = value();
             head.forwarded_for = Some(match head.forwarded_for.take() {
@@ -149,6 +158,7 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
                 None => v,
             });
         } else if name.eq_ignore_ascii_case("x-real-ip") {
+            head.proxied = true;
             head.real_ip = Some(value());
         } else if name.eq_ignore_ascii_case("access-control-request-method") {
             head.cors_request_method = Some(value());
@@ -180,7 +190,7 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
     Ok(Some((head, len)))
 }
 
-fn head_too_large(max: usize) -> ApiError {
+pub fn head_too_large(max: usize) -> ApiError {
     ApiError::new(
         431,
         format!(
@@ -197,84 +207,141 @@ pub fn body_too_large(max: usize) -> ApiError {
     )
 }
 
+/// Where the request head at the start of `buf` ends (just past its empty
+/// line), looking at the bytes from `from` on — less the three that a
+/// terminator split across reads may need. The caller remembers how far it
+/// looked, so a head that arrives in tiny pieces costs linear time, and only
+/// a buffer holding a whole head is handed to the parser.
+pub fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3).min(buf.len());
+    memchr::memchr_iter(b'\n', &buf[start..]).find_map(|i| {
+        let i = start + i;
+        match (buf.get(i + 1), buf.get(i + 2)) {
+            (Some(b'\n'), _) => Some(i + 2),
+            (Some(b'\r'), Some(b'\n')) => Some(i + 3),
+            _ => None,
+        }
+    })
+}
+
+/// Longest chunk-size line (with extensions) accepted; real clients send a
+/// few hex digits.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Longest trailer section accepted.
+const MAX_TRAILERS: usize = 16 * 1024;
+
 /// Incremental decoder for a chunked body.
 ///
-/// It is fed the whole receive buffer each time more bytes arrive and resumes
-/// where it stopped, so a large body sent in small pieces costs linear time.
+/// It is fed the unconsumed part of the receive buffer each time more bytes
+/// arrive and resumes where it stopped, so a body sent in small pieces costs
+/// linear time. The caller may drop what is decoded from the front of its
+/// buffer as it goes ([`ChunkedDecoder::take_consumed`]), so the framing of
+/// a body of many tiny chunks is never held, only the decoded bytes are.
+/// Framing is bounded: a chunk-size line or a trailer section that does not
+/// end is refused.
 #[derive(Debug, Default)]
 pub struct ChunkedDecoder {
-    /// Bytes of the buffer already consumed.
+    /// Bytes of the buffer consumed and not yet taken by the caller.
     pos: usize,
-    /// Bytes left in the current chunk's data.
-    remaining: usize,
-    in_data: bool,
+    state: ChunkState,
     body: Vec<u8>,
 }
 
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a chunk-size line.
+    #[default]
+    Size,
+    /// This many bytes of chunk data left.
+    Data(usize),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines up to an empty line; this many
+    /// bytes were already searched.
+    Trailers(usize),
+}
+
 impl ChunkedDecoder {
-    /// `Ok(Some((body, consumed)))` once the last chunk and trailers were read.
+    /// `Ok(Some((body, consumed)))` once the last chunk and trailers were
+    /// read; `consumed` counts from the start of `buf`.
     pub fn decode(&mut self, buf: &[u8], max: usize) -> Result<Option<(Vec<u8>, usize)>, ApiError> {
         loop {
-            if self.in_data {
-                let avail = (buf.len() - self.pos).min(self.remaining);
-                self.body
-                    .extend_from_slice(&buf[self.pos..self.pos + avail]);
-                self.pos += avail;
-                self.remaining -= avail;
-                if self.remaining > 0 {
-                    return Ok(None);
+            let rest = &buf[self.pos.min(buf.len())..];
+            match self.state {
+                ChunkState::Data(remaining) => {
+                    let avail = rest.len().min(remaining);
+                    self.body.extend_from_slice(&rest[..avail]);
+                    self.pos += avail;
+                    if avail < remaining {
+                        self.state = ChunkState::Data(remaining - avail);
+                        return Ok(None);
+                    }
+                    self.state = ChunkState::DataEnd;
                 }
-                // The CRLF after the chunk data.
-                match buf.get(self.pos..self.pos + 2) {
-                    None => return Ok(None),
+                ChunkState::DataEnd => match rest.get(..2) {
                     Some(b"\r\n") => {
                         self.pos += 2;
-                        self.in_data = false;
+                        self.state = ChunkState::Size;
                     }
                     Some(_) => return Err(bad_chunk()),
-                }
-            }
-            match httparse::parse_chunk_size(&buf[self.pos..]) {
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(_) => return Err(bad_chunk()),
-                Ok(httparse::Status::Complete((used, 0))) => {
-                    // Trailers: header lines up to an empty line.
-                    let rest = &buf[self.pos + used..];
-                    let Some(end) = find_trailer_end(rest) else {
-                        if rest.len() > 16 * 1024 {
+                    None if rest.first().is_some_and(|&b| b != b'\r') => return Err(bad_chunk()),
+                    None => return Ok(None),
+                },
+                ChunkState::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Partial) if rest.len() > MAX_CHUNK_LINE => {
+                        return Err(ApiError::bad_request(format!(
+                            "A chunk-size line is longer than {MAX_CHUNK_LINE} bytes."
+                        )));
+                    }
+                    Ok(httparse::Status::Partial) => return Ok(None),
+                    Err(_) => return Err(bad_chunk()),
+                    Ok(httparse::Status::Complete((used, 0))) => {
+                        self.pos += used;
+                        self.state = ChunkState::Trailers(0);
+                    }
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        let size = usize::try_from(size).map_err(|_| body_too_large(max))?;
+                        if self.body.len().saturating_add(size) > max {
+                            return Err(body_too_large(max));
+                        }
+                        self.pos += used;
+                        self.state = ChunkState::Data(size);
+                    }
+                },
+                ChunkState::Trailers(searched) => {
+                    let end = if rest.starts_with(b"\r\n") {
+                        Some(2)
+                    } else {
+                        let from = searched.saturating_sub(3);
+                        memchr::memmem::find(&rest[from..], b"\r\n\r\n").map(|i| from + i + 4)
+                    };
+                    let Some(end) = end else {
+                        if rest.len() > MAX_TRAILERS {
                             return Err(bad_chunk());
                         }
+                        self.state = ChunkState::Trailers(rest.len());
                         return Ok(None);
                     };
-                    let consumed = self.pos + used + end;
+                    let consumed = self.pos + end;
+                    *self = ChunkedDecoder {
+                        body: std::mem::take(&mut self.body),
+                        ..ChunkedDecoder::default()
+                    };
                     return Ok(Some((std::mem::take(&mut self.body), consumed)));
-                }
-                Ok(httparse::Status::Complete((used, size))) => {
-                    let size = usize::try_from(size).map_err(|_| body_too_large(max))?;
-                    if self.body.len().saturating_add(size) > max {
-                        return Err(body_too_large(max));
-                    }
-                    self.pos += used;
-                    self.remaining = size;
-                    self.in_data = true;
                 }
             }
         }
+    }
+
+    /// How many bytes from the start of the buffer are decoded and may be
+    /// dropped by the caller, who then passes only the rest next time.
+    pub fn take_consumed(&mut self) -> usize {
+        std::mem::take(&mut self.pos)
     }
 }
 
 fn bad_chunk() -> ApiError {
     ApiError::bad_request("Malformed chunked request body.")
-}
-
-/// Index just past the empty line that ends the trailer section.
-fn find_trailer_end(rest: &[u8]) -> Option<usize> {
-    if rest.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    rest.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
 }
 
 #[cfg(test)]
@@ -381,5 +448,54 @@ mod tests {
         assert_eq!(dec.decode(b"zz\r\n", 16).unwrap_err().status, 400);
         let mut dec = ChunkedDecoder::default();
         assert_eq!(dec.decode(b"1\r\naXX", 16).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn chunked_body_drained_as_it_goes() {
+        // Many 1-byte chunks: the caller keeps only what is not decoded yet.
+        let wire: Vec<u8> = std::iter::repeat_n(&b"1\r\na\r\n"[..], 1000)
+            .flatten()
+            .copied()
+            .chain(*b"0\r\n\r\nNEXT")
+            .collect();
+        let mut dec = ChunkedDecoder::default();
+        let mut buf = Vec::new();
+        let mut most = 0;
+        for piece in wire.chunks(7) {
+            buf.extend_from_slice(piece);
+            if let Some((body, used)) = dec.decode(&buf, 4096).unwrap() {
+                assert_eq!(body.len(), 1000);
+                assert!(b"NEXT".starts_with(&buf[used..]), "{:?}", &buf[used..]);
+                return assert!(most < 16, "held {most} raw bytes");
+            }
+            buf.drain(..dec.take_consumed());
+            most = most.max(buf.len());
+        }
+        panic!("the body never completed");
+    }
+
+    #[test]
+    fn chunk_framing_is_bounded() {
+        let mut dec = ChunkedDecoder::default();
+        let line = vec![b'1'; 5000];
+        assert_eq!(dec.decode(&line, 1 << 20).unwrap_err().status, 400);
+        let mut dec = ChunkedDecoder::default();
+        let mut trailers = b"0\r\n".to_vec();
+        trailers.extend(std::iter::repeat_n(b'x', 20_000));
+        assert_eq!(dec.decode(&trailers, 1 << 20).unwrap_err().status, 400);
+        let mut dec = ChunkedDecoder::default();
+        assert_eq!(dec.decode(b"1\r\naX", 16).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn head_end_finds_the_empty_line_across_reads() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
+        assert_eq!(head_end(raw, 0), Some(raw.len() - 4));
+        for split in 0..raw.len() {
+            let found = head_end(&raw[..split], 0).or_else(|| head_end(raw, split));
+            assert_eq!(found, Some(raw.len() - 4), "split at {split}");
+        }
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\n", 0), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
     }
 }
