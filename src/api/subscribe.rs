@@ -544,7 +544,7 @@ mod tests {
         let mut body = Vec::new();
         for _ in 0..60 {
             body.extend_from_slice(b"--");
-            body.extend_from_slice(boundary[..59_999].as_bytes());
+            body.extend_from_slice(&boundary.as_bytes()[..59_999]);
             body.extend_from_slice(b"x\r\n");
         }
         let ct = format!("multipart/form-data; boundary={boundary}");
