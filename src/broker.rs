@@ -30,13 +30,15 @@
 //! ```
 
 use crate::auth::Auth;
-use crate::core::{self, Core, CoreError, CoreStats};
+use crate::cluster::{Cluster, ClusterError};
+use crate::core::{self, ClientOp, CoreError, CoreStats, NodeId, OpReply};
 use crate::frame;
 use crate::message::{Action, Message};
 use crate::ring::{Ring, ShuttingDown};
 use serde::Serialize;
 use serde_json::Value;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub use crate::core::{ClientInfo, StoreOp};
 
@@ -67,6 +69,16 @@ pub enum BrokerError {
     Data(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The cluster could not carry the call to another node.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// A publish was delivered on this node (to `recipients`) but could not
+    /// reach the other nodes of the cluster.
+    #[error("delivered on this node only ({recipients} deliveries): {error}")]
+    ClusterUnreachable {
+        recipients: u64,
+        error: ClusterError,
+    },
 }
 
 impl From<ShuttingDown> for BrokerError {
@@ -81,33 +93,52 @@ pub struct Broker {
     ring: Ring,
     /// `--max-queue-bytes`: an event larger than this cannot be delivered.
     max_event_bytes: usize,
+    /// This node, as client ids name it.
+    node: NodeId,
+    cluster: Option<Cluster>,
 }
 
 impl Broker {
-    pub(crate) fn new(ring: Ring, max_event_bytes: usize) -> Broker {
+    pub(crate) fn new(
+        ring: Ring,
+        max_event_bytes: usize,
+        node: NodeId,
+        cluster: Option<Cluster>,
+    ) -> Broker {
         Broker {
             ring,
             max_event_bytes,
+            node,
+            cluster,
         }
     }
 
-    /// The owner core and slab key of `id`, or not found.
-    fn locate(&self, id: &str) -> Result<(usize, usize), BrokerError> {
-        core::locate(id.as_bytes(), self.ring.workers())
-            .ok_or_else(|| CoreError::NotFound(id.to_owned()).into())
+    /// This node, as its clients' ids name it.
+    pub fn node(&self) -> NodeId {
+        self.node
     }
 
-    /// Runs `f` with the core owning client `id`, its id bytes and key.
-    async fn on_owner<T: Send + 'static>(
-        &self,
-        id: &str,
-        f: impl FnOnce(&mut Core, &[u8], usize) -> Result<T, CoreError> + Send + 'static,
-    ) -> Result<T, BrokerError> {
-        let (core, key) = self.locate(id)?;
+    /// This node's cluster link, if it is part of one (`--redis`).
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Runs `op` on client `id` wherever it lives: on its owner core of this
+    /// node, or through the cluster on its owner node.
+    async fn on_owner(&self, id: &str, op: ClientOp) -> Result<OpReply, BrokerError> {
+        let not_found = || BrokerError::Core(CoreError::NotFound(id.to_owned()));
+        let owner = core::locate(id.as_bytes(), self.ring.workers()).ok_or_else(not_found)?;
+        if owner.node != self.node {
+            // Without a cluster, an id of another node is just unknown.
+            let Some(cluster) = &self.cluster else {
+                return Err(not_found());
+            };
+            return Ok(cluster.call(owner.node, id, op).await??);
+        }
         let id = id.to_owned();
         Ok(self
             .ring
-            .call(core, move |c| f(c, id.as_bytes(), key))
+            .call(owner.core, move |c| op.apply(c, id.as_bytes(), owner.key))
             .await??)
     }
 
@@ -131,8 +162,8 @@ impl Broker {
         id: &str,
         ip: IpAddr,
     ) -> Result<(), BrokerError> {
-        self.on_owner(id, move |c, id, key| c.realtime_client(id, key, ip))
-            .await
+        self.on_owner(id, ClientOp::CheckRealtime { ip }).await?;
+        Ok(())
     }
 
     /// Applies a subscription POST of client `id` from `ip` carrying `auth`:
@@ -144,34 +175,38 @@ impl Broker {
         subscriptions: Vec<String>,
         auth: Option<Auth>,
     ) -> Result<(), BrokerError> {
-        self.on_owner(id, move |c, id, key| {
-            c.set_subscriptions(id, key, ip, subscriptions, auth)
-        })
-        .await
+        let op = ClientOp::SetSubscriptions {
+            ip,
+            subscriptions,
+            auth,
+        };
+        self.on_owner(id, op).await?;
+        Ok(())
     }
 
-    /// Number of open realtime streams.
+    /// Number of open realtime streams on this node.
     pub async fn total_clients(&self) -> Result<usize, BrokerError> {
         let counts = self.ring.call_all(|c| c.client_page(0, 0).0).await?;
         Ok(counts.into_iter().sum())
     }
 
-    /// A snapshot of every client (core by core).
+    /// A snapshot of every client of this node (core by core).
     pub async fn clients(&self) -> Result<Vec<ClientInfo>, BrokerError> {
         Ok(self.client_page(0, usize::MAX).await?.1)
     }
 
-    /// Every client, in chunks of at most `n` (PocketBase's `ChunkedClients`).
+    /// Every client of this node, in chunks of at most `n` (PocketBase's
+    /// `ChunkedClients`).
     pub async fn chunked_clients(&self, n: usize) -> Result<Vec<Vec<ClientInfo>>, BrokerError> {
         let all = self.clients().await?;
         Ok(all.chunks(n.max(1)).map(<[_]>::to_vec).collect())
     }
 
-    /// The total number of clients and the snapshots of `limit` of them after
-    /// the first `skip`, core by core, slot by slot (slots are reused, so
-    /// while clients come and go a page may repeat or miss one). Each core is
-    /// asked in turn; a core walks its slab without allocating and copies only
-    /// the page.
+    /// The total number of clients of this node and the snapshots of `limit`
+    /// of them after the first `skip`, core by core, slot by slot (slots are
+    /// reused, so while clients come and go a page may repeat or miss one).
+    /// Each core is asked in turn; a core walks its slab without allocating
+    /// and copies only the page.
     pub async fn client_page(
         &self,
         skip: usize,
@@ -192,9 +227,12 @@ impl Broker {
         Ok((total, items))
     }
 
-    /// A snapshot of client `id`.
+    /// A snapshot of client `id`, on whichever node it is.
     pub async fn client_by_id(&self, id: &str) -> Result<ClientInfo, BrokerError> {
-        self.on_owner(id, |c, id, key| c.client_info(id, key)).await
+        match self.on_owner(id, ClientOp::Info).await? {
+            OpReply::Info(info) => Ok(*info),
+            _ => Err(unexpected()),
+        }
     }
 
     /// Sends event `event` with `data` (serialised as JSON) to client `id`,
@@ -219,8 +257,10 @@ impl Broker {
         check_event(event)?;
         let (event, data) = (event.to_owned(), data.into());
         self.check_size(None, frame::max_wire_len(event.len(), &data))?;
-        self.on_owner(id, move |c, id, key| c.send(id, key, &event, &data))
-            .await
+        match self.on_owner(id, ClientOp::Send { event, data }).await? {
+            OpReply::Sent(sent) => Ok(sent),
+            _ => Err(unexpected()),
+        }
     }
 
     /// Publishes `data` (serialised as JSON) to `topic`, exactly as
@@ -258,7 +298,8 @@ impl Broker {
 
     /// Sends event `event` with `data` (serialised as JSON) to every stream
     /// authenticated as user `user_id` (of collection `collection_id`, when
-    /// given), on every core, whatever they subscribed; returns how many got it.
+    /// given), on every core of every node, whatever they subscribed; returns
+    /// how many of this node's streams got it.
     pub async fn send_to_user(
         &self,
         user_id: &str,
@@ -271,18 +312,31 @@ impl Broker {
     }
 
     /// Publishes prepared messages, in order; returns the number of
-    /// deliveries queued. The whole batch is refused, before any core sees
-    /// it, if one message has an event name with a line break or is larger
-    /// than a client's queue may hold.
+    /// deliveries queued on this node. The whole batch is refused, before any
+    /// core sees it, if one message has an event name with a line break or is
+    /// larger than a client's queue may hold. In a cluster the batch also
+    /// goes to the other nodes; when it could not reach them the error says
+    /// so, with what was delivered here
+    /// ([`BrokerError::ClusterUnreachable`]).
     pub async fn publish_messages(&self, batch: Vec<Message>) -> Result<u64, BrokerError> {
         for (index, message) in batch.iter().enumerate() {
             message.event_names().try_for_each(check_event)?;
             self.check_size(Some(index), message.wire_len())?;
         }
-        Ok(self.ring.publish(batch).await?)
+        let batch: Arc<[Message]> = batch.into();
+        let Some(cluster) = &self.cluster else {
+            return Ok(self.ring.publish(batch).await?);
+        };
+        let (here, there) = tokio::join!(self.ring.publish(batch.clone()), cluster.publish(&batch));
+        let recipients = here?;
+        match there {
+            Ok(()) => Ok(recipients),
+            Err(error) => Err(BrokerError::ClusterUnreachable { recipients, error }),
+        }
     }
 
-    /// Sends event `event` to every connected client; returns how many got it.
+    /// Sends event `event` to every connected client (of every node);
+    /// returns how many of this node's got it.
     pub async fn broadcast(&self, event: &str, data: &impl Serialize) -> Result<u64, BrokerError> {
         self.broadcast_raw(event, to_json(data)?).await
     }
@@ -293,21 +347,24 @@ impl Broker {
         event: &str,
         data: impl Into<Vec<u8>>,
     ) -> Result<u64, BrokerError> {
-        check_event(event)?;
-        let data: std::sync::Arc<[u8]> = data.into().into();
-        self.check_size(None, frame::max_wire_len(event.len(), &data))?;
-        let event: std::sync::Arc<str> = event.into();
-        let counts = self
-            .ring
-            .call_all(move |c| c.broadcast(&event, &data))
-            .await?;
-        Ok(counts.into_iter().sum())
+        let data: Vec<u8> = data.into();
+        self.publish_messages(vec![Message::broadcast(event, data)])
+            .await
+            .map_err(|e| match e {
+                BrokerError::TooLarge { bytes, max, .. } => BrokerError::TooLarge {
+                    index: None,
+                    bytes,
+                    max,
+                },
+                e => e,
+            })
     }
 
     /// Ends client `id`'s stream politely (queued messages first, then the
     /// zero-length chunk); the SDK reconnects as after an idle timeout.
     pub async fn unregister(&self, id: &str) -> Result<(), BrokerError> {
-        self.on_owner(id, |c, id, key| c.end_client(id, key)).await
+        self.on_owner(id, ClientOp::Unregister).await?;
+        Ok(())
     }
 
     /// Sets `key` in client `id`'s store; returns the value it replaced.
@@ -331,14 +388,21 @@ impl Broker {
     }
 
     async fn store(&self, id: &str, op: StoreOp) -> Result<Option<Value>, BrokerError> {
-        self.on_owner(id, move |c, id, key| c.store(id, key, op))
-            .await
+        match self.on_owner(id, ClientOp::Store(op)).await? {
+            OpReply::Value(value) => Ok(value),
+            _ => Err(unexpected()),
+        }
     }
 
-    /// Every core's counters, in core order.
+    /// Every core's counters (of this node), in core order.
     pub async fn stats(&self) -> Result<Vec<CoreStats>, BrokerError> {
         Ok(self.ring.call_all(|c| c.stats()).await?)
     }
+}
+
+/// An answer of the wrong kind: only another node could send one.
+fn unexpected() -> BrokerError {
+    BrokerError::Cluster(ClusterError::Unreachable)
 }
 
 /// Event names (topics become event names too) must not break SSE framing.

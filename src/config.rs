@@ -85,6 +85,10 @@ pub struct Config {
     /// Subscriber auth, topic rules and trusted proxies.
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    /// Joining a cluster of nodes through Redis.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 impl Config {
@@ -95,9 +99,10 @@ impl Config {
             .clamp(1, crate::core::MAX_CORES)
     }
 
-    /// What each core needs of this config.
-    pub fn core_settings(&self) -> crate::core::Settings {
+    /// What each core of node `node` needs of this config.
+    pub fn core_settings(&self, node: crate::core::NodeId) -> crate::core::Settings {
         crate::core::Settings {
+            node,
             workers: self.workers(),
             idle_timeout: self.idle_timeout,
             max_lifetime: self.max_lifetime,

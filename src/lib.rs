@@ -19,6 +19,8 @@
 
 pub mod auth;
 pub mod broker;
+#[doc(hidden)]
+pub mod cluster;
 pub mod config;
 pub mod hooks;
 pub mod message;

@@ -58,6 +58,8 @@ pub enum Target {
         collection_id: Option<Box<str>>,
         event: Box<str>,
     },
+    /// To every stream, whatever it subscribed, as event `event`.
+    All { event: Box<str> },
 }
 
 /// Who may receive a message.
@@ -87,6 +89,10 @@ impl UserIds {
 
     pub fn contains(&self, id: &str) -> bool {
         self.0.binary_search_by(|x| (**x).cmp(id)).is_ok()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|id| &**id)
     }
 }
 
@@ -123,6 +129,17 @@ impl Message {
             target: Target::User {
                 id: id.into(),
                 collection_id: collection_id.map(Into::into),
+                event: event.into(),
+            },
+            data: data.into(),
+            audience: Audience::Public,
+        }
+    }
+
+    /// Event `event` for every stream.
+    pub fn broadcast(event: &str, data: impl Into<Box<[u8]>>) -> Message {
+        Message {
+            target: Target::All {
                 event: event.into(),
             },
             data: data.into(),
@@ -183,7 +200,7 @@ impl Message {
     pub fn event_names(&self) -> impl Iterator<Item = &str> {
         let (topics, event) = match &self.target {
             Target::Topics(topics) => (&topics[..], None),
-            Target::User { event, .. } => (&[][..], Some(&**event)),
+            Target::User { event, .. } | Target::All { event } => (&[][..], Some(&**event)),
         };
         topics.iter().map(|t| &**t).chain(event)
     }

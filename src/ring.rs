@@ -132,7 +132,7 @@ impl Ring {
     /// total number of deliveries. All or nothing: a slot is reserved in every
     /// inbox before any core is sent the batch, so a publish is never half
     /// delivered and then answered as failed (its retry would duplicate it).
-    pub async fn publish(&self, batch: Vec<Message>) -> Result<u64, ShuttingDown> {
+    pub async fn publish(&self, batch: impl Into<Arc<[Message]>>) -> Result<u64, ShuttingDown> {
         let batch: Arc<[Message]> = batch.into();
         let permits = self.reserve_all().await?;
         let mut replies = Vec::with_capacity(permits.len());

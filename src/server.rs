@@ -3,6 +3,8 @@
 
 use crate::auth::{Access, AccessError, AuthArgs};
 use crate::broker::Broker;
+use crate::cluster::{Cluster, ClusterError};
+use crate::core::NodeId;
 use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::ring::Ring;
@@ -26,6 +28,8 @@ pub enum ServeError {
     Thread { core: usize, source: io::Error },
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// A configured server, not yet running.
@@ -102,6 +106,9 @@ impl Server {
         let listeners = bind_all(config.http, workers)?;
         let addr = listeners[0].local_addr().unwrap_or(config.http);
         let (ring, inboxes) = Ring::new(workers, config.ring_capacity);
+        let node = NodeId::random();
+        let cluster = Cluster::start(&config.cluster, node, addr.to_string(), ring.clone())?;
+        let broker = Broker::new(ring.clone(), config.max_queue_bytes, node, cluster);
         let mut threads = Vec::with_capacity(workers);
         for (core, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
             let shared = worker::Shared {
@@ -109,6 +116,7 @@ impl Server {
                 hooks: self.hooks.clone(),
                 access: access.clone(),
                 ring: ring.clone(),
+                broker: broker.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("{CORE_THREAD}{core}"))
@@ -120,7 +128,7 @@ impl Server {
                     let started = RunningServer {
                         addr,
                         ring,
-                        max_event_bytes: config.max_queue_bytes,
+                        broker,
                         threads,
                     };
                     started.shutdown();
@@ -129,11 +137,14 @@ impl Server {
             }
         }
         tracing::info!(auth = access.verifier.mode(), "subscriber tokens");
+        if let Some(url) = &config.cluster.redis {
+            tracing::info!(%node, redis = %url, "joining a cluster");
+        }
         tracing::info!(%addr, workers, "ringcast listening: GET/POST http://{addr}/api/realtime, POST http://{addr}/api/publish");
         Ok(RunningServer {
             addr,
             ring,
-            max_event_bytes: config.max_queue_bytes,
+            broker,
             threads,
         })
     }
@@ -248,8 +259,7 @@ impl ShutdownHandle {
 pub struct RunningServer {
     addr: SocketAddr,
     ring: Ring,
-    /// `--max-queue-bytes`, for the brokers it hands out.
-    max_event_bytes: usize,
+    broker: Broker,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -261,7 +271,7 @@ impl RunningServer {
 
     /// A handle to list, message and disconnect clients.
     pub fn broker(&self) -> Broker {
-        Broker::new(self.ring.clone(), self.max_event_bytes)
+        self.broker.clone()
     }
 
     /// A handle that stops this server from anywhere (another thread, a

@@ -48,6 +48,7 @@ pub struct Shared {
     pub hooks: Hooks,
     pub access: Arc<Access>,
     pub ring: Ring,
+    pub broker: Broker,
 }
 
 /// Runs core `index` on the calling thread until shutdown.
@@ -57,19 +58,20 @@ pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox:
         hooks,
         access,
         ring,
+        broker,
     } = shared;
     runtime::run(async move {
         let policy = Policy::new(hooks, access.rules.clone());
-        let core = Rc::new(RefCell::new(Core::new(
-            index,
-            config.core_settings(),
-            policy,
-        )));
+        let mut core = Core::new(index, config.core_settings(broker.node()), policy);
+        if let Some(cluster) = broker.cluster() {
+            core.report_interest(cluster.interest_sink());
+        }
+        let core = Rc::new(RefCell::new(core));
         crate::ring::enter(&ring, index, core.clone());
         let ctx = Rc::new(CoreCtx {
             index,
             core,
-            broker: Broker::new(ring, config.max_queue_bytes),
+            broker,
             cors: Cors::new(config.origins.clone()),
             config,
             access,

@@ -59,8 +59,8 @@ pub async fn handle(
         }
         AdminRoute::Broadcast => {
             let (event, data) = event_body(body)?;
-            let n = broker.broadcast_raw(&event, data).await?;
-            Ok(Reply::Json(to_vec(&json!({"recipients": n}))))
+            let published = broker.broadcast_raw(&event, data).await;
+            Ok(Reply::Json(super::publish::recipients(published)?))
         }
     }
 }

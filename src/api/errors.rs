@@ -3,6 +3,7 @@
 
 use crate::auth::VerifyError;
 use crate::broker::BrokerError;
+use crate::cluster::ClusterError;
 use crate::core::CoreError;
 use crate::hooks::{HookError, Reject};
 use crate::http::error::{ApiError, SOMETHING_WENT_WRONG};
@@ -67,6 +68,16 @@ impl From<BrokerError> for ApiError {
             e @ BrokerError::InvalidEvent(_) => ApiError::bad_request(format!("{e}.")),
             BrokerError::Data(m) => ApiError::bad_request(m),
             BrokerError::ShuttingDown => ShuttingDown.into(),
+            BrokerError::Cluster(ClusterError::Timeout) => ApiError::new(
+                503,
+                "The node that owns this client did not answer in time; try again.",
+            ),
+            BrokerError::Cluster(_) => ApiError::new(
+                503,
+                "The cluster cannot reach the node that owns this client (Redis is unreachable); try again.",
+            ),
+            // Handlers that publish answer this one themselves, with what was delivered.
+            e @ BrokerError::ClusterUnreachable { .. } => ApiError::new(503, format!("{e}.")),
         }
     }
 }

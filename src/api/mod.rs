@@ -70,6 +70,17 @@ pub fn admit<'a>(
     Ok(Admitted(endpoint))
 }
 
+/// `GET /api/health`: PocketBase's answer; a node of a cluster whose Redis is
+/// unreachable still serves its own clients, and says it is degraded.
+fn health(caller: &Caller<'_>) -> &'static [u8] {
+    match caller.broker.cluster() {
+        Some(cluster) if !cluster.connected() => {
+            br#"{"message":"API is healthy; the cluster is degraded (Redis is unreachable).","code":200,"data":{"cluster":"degraded"}}"#
+        }
+        _ => br#"{"message":"API is healthy.","code":200,"data":{}}"#,
+    }
+}
+
 /// Answers an admitted request into `out`.
 pub async fn answer(
     caller: &Caller<'_>,
@@ -87,9 +98,9 @@ pub async fn answer(
         Endpoint::Subscribe => subscribe::handle(caller, head, body)
             .await
             .map(|()| responder.no_content(out)),
-        Endpoint::Publish => publish::handle(caller, body).await.map(|n| {
-            responder.json(out, 200, format!("{{\"recipients\":{n}}}").as_bytes());
-        }),
+        Endpoint::Publish => publish::handle(caller, body)
+            .await
+            .map(|answer| responder.json(out, 200, &answer)),
         Endpoint::Stats => stats::handle(caller)
             .await
             .map(|body| responder.json(out, 200, &body)),
@@ -102,7 +113,7 @@ pub async fn answer(
                 })
         }
         Endpoint::Health { head_only } => {
-            let body = br#"{"message":"API is healthy.","code":200,"data":{}}"#;
+            let body = health(caller);
             responder.json(out, 200, body);
             if head_only {
                 out.truncate(out.len() - body.len());

@@ -25,6 +25,7 @@ use super::caller::Caller;
 use super::validation::{
     self, MAX_TOPIC_BYTES, check_event_name, field_error, invalid_type, json_object, required_str,
 };
+use crate::broker::BrokerError;
 use crate::http::error::ApiError;
 use crate::message::{Action, Audience, Message, UserIds};
 use serde_json::{Map, Value};
@@ -32,10 +33,26 @@ use serde_json::{Map, Value};
 /// Most messages one request may carry.
 pub const MAX_BATCH: usize = 10_000;
 
-/// Answers `POST /api/publish` with the number of deliveries queued.
-pub async fn handle(caller: &Caller<'_>, body: &[u8]) -> Result<u64, ApiError> {
+/// Answers `POST /api/publish`: `{"recipients":N}`, the deliveries queued on
+/// this node; in a cluster whose Redis is unreachable, with `clusterError`
+/// saying that the other nodes did not get it (not an error status: what
+/// was delivered here stays delivered, a retry would duplicate it).
+pub async fn handle(caller: &Caller<'_>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let messages = decode_messages(body)?;
-    Ok(caller.broker.publish_messages(messages).await?)
+    recipients(caller.broker.publish_messages(messages).await)
+}
+
+/// The answer to a publish (or broadcast) the broker made.
+pub fn recipients(published: Result<u64, BrokerError>) -> Result<Vec<u8>, ApiError> {
+    let answer = match published {
+        Ok(n) => serde_json::json!({"recipients": n}),
+        Err(BrokerError::ClusterUnreachable { recipients, error }) => serde_json::json!({
+            "recipients": recipients,
+            "clusterError": format!("{error}: delivered on this node only."),
+        }),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(answer.to_string().into_bytes())
 }
 
 /// Parses a publish body into the messages it carries, in order.
@@ -224,7 +241,7 @@ mod tests {
     fn topics(m: &Message) -> Vec<&str> {
         match &m.target {
             Target::Topics(t) => t.iter().map(|t| &**t).collect(),
-            Target::User { .. } => panic!("not a topic message: {m:?}"),
+            _ => panic!("not a topic message: {m:?}"),
         }
     }
 

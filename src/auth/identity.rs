@@ -7,7 +7,7 @@ pub const SUPERUSERS_COLLECTION_ID: &str = "pbc_3142635823";
 pub const SUPERUSERS_COLLECTION_NAME: &str = "_superusers";
 
 /// A subscriber's verified identity.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Auth {
     /// The auth record's id.

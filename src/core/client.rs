@@ -12,7 +12,7 @@ use crate::auth::Auth;
 use crate::frame::{BodyMode, ID_LEN};
 use crate::hooks::{ClientRef, EndReason, Store};
 use crate::runtime::SocketRef;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use smallvec::SmallVec;
 use std::net::IpAddr;
@@ -150,8 +150,9 @@ pub enum StoreOp {
     Unset(String),
 }
 
-/// A snapshot of one client, taken on its core.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A snapshot of one client, taken on its core (and read back when it
+/// crosses from another node of a cluster).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientInfo {
     pub id: String,
@@ -159,7 +160,10 @@ pub struct ClientInfo {
     /// The IP its stream came from.
     #[serde(rename = "remoteIP")]
     pub remote_ip: IpAddr,
-    #[serde(serialize_with = "pocketbase_datetime")]
+    #[serde(
+        serialize_with = "pocketbase_datetime",
+        deserialize_with = "from_pocketbase_datetime"
+    )]
     pub connected_at: SystemTime,
     /// Who it is, once a subscription POST carried a valid token.
     pub auth: Option<Auth>,
@@ -173,6 +177,11 @@ pub struct ClientInfo {
 fn pocketbase_datetime<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     let text = humantime::format_rfc3339_millis(*t).to_string();
     s.serialize_str(&text.replacen('T', " ", 1))
+}
+
+fn from_pocketbase_datetime<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_rfc3339(&text.replacen(' ', "T", 1)).map_err(serde::de::Error::custom)
 }
 
 /// Store keys in order, so answers are stable.

@@ -8,7 +8,8 @@
 //!
 //! | part | concern |
 //! | --- | --- |
-//! | [`registry`] ([`client`], [`id`]) | the slab of clients and connections; ids that name their owner core and slot |
+//! | [`registry`] ([`client`], [`id`]) | the slab of clients and connections; ids that name their owner node, core and slot |
+//! | [`ops`] | the operations on one named client, as values (run locally or on another node) |
 //! | [`pubsub`] ([`topics`], [`users`]) | who receives a message: interned subscriptions, the user index, one frame per subscription string |
 //! | [`delivery`] | one frame for one client: the message hook, then the queue |
 //! | [`outbox`] ([`queue`]) | what waits to be written: per-client queues, the byte cap, the flush line |
@@ -20,6 +21,7 @@ pub(crate) mod client;
 pub(crate) mod delivery;
 pub mod error;
 pub(crate) mod id;
+pub mod ops;
 pub(crate) mod outbox;
 pub(crate) mod policy;
 pub(crate) mod pubsub;
@@ -32,8 +34,10 @@ pub(crate) mod writer;
 
 pub use client::{ClientInfo, StoreOp};
 pub use error::CoreError;
-pub use id::{MAX_CORES, locate};
+pub use id::{MAX_CORES, NodeId, Owner, locate};
+pub use ops::{ClientOp, OpReply};
 pub use policy::Policy;
+pub use pubsub::{Interest, InterestSink, channel_of};
 pub use stats::{CoreStats, Counters};
 
 use crate::auth::Auth;
@@ -56,6 +60,8 @@ use writer::Writer;
 /// What a core needs to know of the server's configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// This server, as its clients' ids name it.
+    pub node: NodeId,
     /// Cores in the server (client ids encode the owner among them).
     pub workers: usize,
     /// A stream with no message delivered for this long is ended.
@@ -116,6 +122,12 @@ impl Core {
         self.index
     }
 
+    /// From now on, tells `sink` which topics this core holds (a cluster's
+    /// node subscribes to them in Redis).
+    pub fn report_interest(&mut self, sink: InterestSink) {
+        self.pubsub.report_interest(sink);
+    }
+
     /// Milliseconds since this core started: a compact clock for deadlines.
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
@@ -147,7 +159,7 @@ impl Core {
         mode: BodyMode,
     ) -> Result<(usize, [u8; ID_LEN]), CoreError> {
         let now = self.now_ms();
-        let owner = (self.index, self.settings.workers);
+        let owner = (self.settings.node, self.index, self.settings.workers);
         let per_ip = self.settings.max_streams_per_ip;
         self.registry.register(owner, ip, per_ip, socket, mode, now)
     }
@@ -358,6 +370,10 @@ impl Core {
         let mut recipients = 0;
         for msg in batch {
             delivery.stats.messages += 1;
+            if let Target::All { event } = &msg.target {
+                recipients += to_everyone(&mut delivery, registry, msg, event);
+                continue;
+            }
             // Most messages are for everyone: decided once, not per recipient.
             let everyone = msg.audience == Audience::Public && !msg.is_for_a_collection();
             for group in pubsub.groups(msg) {
@@ -409,23 +425,6 @@ impl Core {
             })?;
         self.finish_fanout(u64::from(delivered), 0);
         Ok(delivered)
-    }
-
-    /// Queues one event for every client of this core; returns how many got it.
-    pub fn broadcast(&mut self, name: &str, data: &[u8]) -> u64 {
-        let frame = Rc::new(Frame::new(name.as_bytes(), data));
-        let (mut delivery, registry, _) = self.fanout();
-        delivery.stats.messages += 1;
-        let mut recipients = 0;
-        for (key, client) in registry.iter_mut() {
-            if delivery.deliver(key as u32, client, &frame, name, data, OverCap::Disconnect)
-                == Ok(true)
-            {
-                recipients += 1;
-            }
-        }
-        let retracted = delivery.retracted;
-        self.finish_fanout(recipients, retracted)
     }
 
     // --- Named clients (the broker's calls) ---
@@ -569,6 +568,25 @@ impl Core {
             },
         }
     }
+}
+
+/// Delivers a message for every client (`Target::All`) to those its
+/// audience admits; returns how many got it.
+#[inline(never)]
+fn to_everyone(delivery: &mut Delivery<'_>, registry: &mut Registry, msg: &Message, event: &str) -> u64 {
+    let frame = Rc::new(Frame::new(event.as_bytes(), &msg.data));
+    let mut recipients = 0;
+    for (key, client) in registry.iter_mut() {
+        if msg.audience.admits(client.auth())
+            && matches!(
+                delivery.deliver(key as u32, client, &frame, event, &msg.data, OverCap::Disconnect),
+                Ok(true)
+            )
+        {
+            recipients += 1;
+        }
+    }
+    recipients
 }
 
 /// [`Core::realtime_client`], with only the registry borrowed.

@@ -9,6 +9,7 @@
 
 use super::topics::{TopicId, Topics};
 use super::users::Users;
+use tokio::sync::mpsc::UnboundedSender;
 use crate::frame::Frame;
 use crate::message::{Message, Target};
 use smallvec::SmallVec;
@@ -37,9 +38,81 @@ impl<'a> Group<'a> {
 pub struct PubSub {
     topics: Topics,
     users: Users,
+    /// In a cluster: what this core holds, channel by channel.
+    channels: Option<Channels>,
+}
+
+/// A change in the channels a core needs from the cluster: the topic part
+/// (before any `?`) of the subscription strings it holds. A channel is
+/// wanted while at least one string under it is interned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interest {
+    Add(Box<str>),
+    Remove(Box<str>),
+}
+
+/// Where a core sends its [`Interest`] changes.
+pub type InterestSink = UnboundedSender<Interest>;
+
+/// The channel a subscription string is reached by (its topic).
+pub fn channel_of(subscription: &str) -> &str {
+    subscription
+        .split_once('?')
+        .map_or(subscription, |(topic, _)| topic)
+}
+
+#[derive(Debug)]
+struct Channels {
+    /// Interned strings under each channel.
+    counts: ahash::HashMap<Box<str>, u32>,
+    sink: InterestSink,
+}
+
+impl Channels {
+    fn interned(&mut self, name: &str) {
+        let count = self.counts.entry(channel_of(name).into()).or_default();
+        *count += 1;
+        if *count == 1 {
+            let _ = self.sink.send(Interest::Add(channel_of(name).into()));
+        }
+    }
+
+    fn freed(&mut self, name: &str) {
+        let channel = channel_of(name);
+        if let Some(count) = self.counts.get_mut(channel) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(channel);
+                // The cluster being gone (shutdown) leaves nothing to tell.
+                let _ = self.sink.send(Interest::Remove(channel.into()));
+            }
+        }
+    }
 }
 
 impl PubSub {
+    /// From now on, tells `sink` which channels this core needs.
+    pub fn report_interest(&mut self, sink: InterestSink) {
+        self.channels = Some(Channels {
+            counts: ahash::HashMap::default(),
+            sink,
+        });
+    }
+
+    fn add(&mut self, name: &str, key: u32) -> TopicId {
+        let (id, new) = self.topics.add(name, key);
+        if let (true, Some(channels)) = (new, self.channels.as_mut()) {
+            channels.interned(name);
+        }
+        id
+    }
+
+    fn remove(&mut self, id: TopicId, key: u32) {
+        if let (Some(freed), Some(channels)) = (self.topics.remove(id, key), self.channels.as_mut()) {
+            channels.freed(&freed);
+        }
+    }
+
     /// How many of `names` no client on this core holds yet.
     pub fn new_topics(&self, names: &[String]) -> usize {
         names.iter().filter(|n| !self.topics.contains(n)).count()
@@ -47,18 +120,19 @@ impl PubSub {
 
     /// Replaces client `key`'s subscriptions `held` with `new`.
     pub fn replace(&mut self, key: u32, held: &mut SmallVec<[TopicId; 4]>, new: &[String]) {
-        for t in held.drain(..) {
-            self.topics.remove(t, key);
+        for t in std::mem::take(held) {
+            self.remove(t, key);
         }
         for name in new {
-            held.push(self.topics.add(name, key));
+            let id = self.add(name, key);
+            held.push(id);
         }
     }
 
     /// Client `key` is gone: it no longer holds `held` nor belongs to `user`.
     pub fn release(&mut self, key: u32, held: &[TopicId], user: Option<&str>) {
         for &t in held {
-            self.topics.remove(t, key);
+            self.remove(t, key);
         }
         if let Some(user) = user {
             self.users.remove(user, key);
@@ -90,6 +164,8 @@ impl PubSub {
         let (topics, user) = match &msg.target {
             Target::Topics(list) => (&list[..], None),
             Target::User { id, event, .. } => (&[][..], Some((&**id, &**event))),
+            // Every client: the caller walks its registry (`Core::publish`).
+            Target::All { .. } => (&[][..], None),
         };
         let by_topic = topics
             .iter()
@@ -121,6 +197,33 @@ mod tests {
             out.extend(g.clients.iter().map(|&key| (key, g.name.to_owned())));
         }
         out
+    }
+
+    #[test]
+    fn channels_are_reported_on_first_and_last_string() {
+        let (sink, mut changes) = tokio::sync::mpsc::unbounded_channel();
+        let mut p = PubSub::default();
+        p.report_interest(sink);
+        let (mut a, mut b) = (SmallVec::new(), SmallVec::new());
+        p.replace(1, &mut a, &["chat".into(), "chat?x=1".into(), "news".into()]);
+        p.replace(2, &mut b, &["chat?y=2".into()]);
+        p.replace(1, &mut a, &["chat".into()]);
+        p.release(1, &a, None);
+        p.release(2, &b, None);
+        let mut seen = Vec::new();
+        while let Ok(change) = changes.try_recv() {
+            seen.push(change);
+        }
+        use Interest::*;
+        assert_eq!(
+            seen,
+            [
+                Add("chat".into()),
+                Add("news".into()),
+                Remove("news".into()),
+                Remove("chat".into())
+            ]
+        );
     }
 
     #[test]

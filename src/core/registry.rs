@@ -8,7 +8,7 @@
 
 use super::client::Client;
 use super::error::CoreError;
-use super::id::{self, MAX_CLIENTS_PER_CORE};
+use super::id::{self, MAX_CLIENTS_PER_CORE, NodeId};
 use crate::frame::{BodyMode, ID_LEN};
 use crate::runtime::SocketRef;
 use slab::Slab;
@@ -40,12 +40,12 @@ impl Registry {
         self.connections.len()
     }
 
-    /// Registers a stream of core `core` (of `workers`) from `ip`, which may
+    /// Registers a stream of core `core` (of `workers`) of `node` from `ip`, which may
     /// hold `per_ip` streams here (0: any number; loopback is not counted,
     /// as local proxies and tools share it); returns its key and id.
     pub fn register(
         &mut self,
-        (core, workers): (usize, usize),
+        (node, core, workers): (NodeId, usize, usize),
         ip: IpAddr,
         per_ip: usize,
         socket: SocketRef,
@@ -62,7 +62,7 @@ impl Registry {
         if key >= MAX_CLIENTS_PER_CORE {
             return Err(CoreError::Full);
         }
-        let id = id::new_id(core, workers, key);
+        let id = id::new_id(node, core, workers, key);
         entry.insert(Client::new(id, ip, socket, mode, now));
         if counted {
             *self.per_ip.entry(ip).or_default() += 1;

@@ -14,6 +14,7 @@ const NO_SOCKET: SocketRef = SocketRef::new(-1);
 
 fn settings() -> Settings {
     Settings {
+        node: NodeId::random(),
         workers: 1,
         idle_timeout: Duration::from_secs(300),
         max_lifetime: Duration::from_secs(1800),
@@ -368,7 +369,7 @@ fn broadcast_store_and_end() {
     let (b, id_b) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
     c.set_subscriptions(&id_b, b, LOCAL, vec!["t".into()], None)
         .unwrap();
-    assert_eq!(c.broadcast("all", b"{}"), 2);
+    assert_eq!(c.publish(&[Message::broadcast("all", *b"{}")]), 2);
     assert_eq!(
         c.store(&id_a, a, StoreOp::Set("k".into(), Value::from(1))),
         Ok(None)

@@ -52,25 +52,25 @@ impl Default for Topics {
 }
 
 impl Topics {
-    /// Adds `client` as a subscriber of `name`, interning it if new.
-    pub fn add(&mut self, name: &str, client: u32) -> TopicId {
-        let id = match self.by_name.get(name) {
-            Some(&id) => id,
-            None => self.intern(name),
+    /// Adds `client` as a subscriber of `name`, interning it if new
+    /// (`true`: it was).
+    pub fn add(&mut self, name: &str, client: u32) -> (TopicId, bool) {
+        let (id, new) = match self.by_name.get(name) {
+            Some(&id) => (id, false),
+            None => (self.intern(name), true),
         };
         self.topics[id as usize].subscribers.push(client);
-        id
+        (id, new)
     }
 
-    /// Removes `client` from `id`; frees the subscription when nobody holds it.
-    pub fn remove(&mut self, id: TopicId, client: u32) {
+    /// Removes `client` from `id`; frees the subscription when nobody holds
+    /// it, and then returns its name.
+    pub fn remove(&mut self, id: TopicId, client: u32) -> Option<Rc<str>> {
         let topic = &mut self.topics[id as usize];
         if let Some(pos) = topic.subscribers.iter().position(|&c| c == client) {
             topic.subscribers.swap_remove(pos);
         }
-        if topic.subscribers.is_empty() {
-            self.free(id);
-        }
+        topic.subscribers.is_empty().then(|| self.free(id))
     }
 
     /// Every interned subscription that receives messages published to `topic`.
@@ -133,7 +133,7 @@ impl Topics {
         id
     }
 
-    fn free(&mut self, id: TopicId) {
+    fn free(&mut self, id: TopicId) -> Rc<str> {
         let topic = self.topics.remove(id as usize);
         for len in Self::keys(&topic.name) {
             let hash = self.hasher.hash_one(&topic.name.as_bytes()[..len]);
@@ -145,6 +145,7 @@ impl Topics {
             }
         }
         self.by_name.remove(&topic.name);
+        topic.name
     }
 }
 
@@ -185,13 +186,15 @@ mod tests {
     #[test]
     fn interning_is_shared_and_freed_when_unused() {
         let mut t = Topics::default();
-        let a = t.add("x?y", 1);
-        let b = t.add("x?y", 2);
+        let (a, new) = t.add("x?y", 1);
+        assert!(new);
+        let (b, new) = t.add("x?y", 2);
+        assert!(!new);
         assert_eq!(a, b);
         assert_eq!(t.subscribers(a), [1, 2]);
-        t.remove(a, 1);
+        assert_eq!(t.remove(a, 1), None);
         assert_eq!(t.len(), 1);
-        t.remove(a, 2);
+        assert_eq!(t.remove(a, 2).as_deref(), Some("x?y"));
         assert_eq!(t.len(), 0);
         assert!(t.index.is_empty() && t.by_name.is_empty());
         assert!(matching(&t, "x").is_empty());
@@ -202,7 +205,7 @@ mod tests {
         let mut t = Topics::default();
         for round in 0..100u32 {
             let ids: Vec<_> = (0..50)
-                .map(|i| t.add(&format!("t{i}?r={round}"), i))
+                .map(|i| t.add(&format!("t{i}?r={round}"), i).0)
                 .collect();
             for (i, id) in ids.into_iter().enumerate() {
                 t.remove(id, i as u32);
