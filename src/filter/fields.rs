@@ -1,0 +1,6 @@
+//! placeholder
+#[derive(Debug)]
+pub struct Fields;
+#[derive(Debug, thiserror::Error)]
+#[error("x")]
+pub struct FieldsError;
