@@ -1,9 +1,9 @@
 //! Resolution of parsed filters into evaluable conditions, as PocketBase's
 //! `RecordFieldResolver` and `search.FilterData.BuildExpr` resolve them into SQL.
 
-use super::FilterError;
 use super::macros::Macro;
 use super::scan::{self, Group, Item, Join, Op, Operand};
+use super::{FieldKind, FilterError, Schema};
 
 /// PocketBase's `DefaultFilterExprLimit`.
 const MAX_EXPRESSIONS: usize = 200;
@@ -44,6 +44,8 @@ pub(crate) struct FieldRef {
     pub(crate) source: Source,
     pub(crate) name: Box<str>,
     pub(crate) shape: Shape,
+    /// The field's type when a schema was given (else read off the value).
+    pub(crate) kind: Option<FieldKind>,
 }
 
 /// A resolved operand.
@@ -103,9 +105,10 @@ fn invalid(reason: impl Into<String>) -> FilterError {
     }
 }
 
-pub(crate) fn compile(text: &str) -> Result<Compiled, FilterError> {
+pub(crate) fn compile(text: &str, schema: Option<&Schema>) -> Result<Compiled, FilterError> {
     let groups = scan::parse(text)?;
     let mut c = Compiler {
+        schema,
         vars: Vec::new(),
         budget: MAX_EXPRESSIONS,
         uses_macros: false,
@@ -118,13 +121,14 @@ pub(crate) fn compile(text: &str) -> Result<Compiled, FilterError> {
     })
 }
 
-struct Compiler {
+struct Compiler<'s> {
+    schema: Option<&'s Schema>,
     vars: Vec<Var>,
     budget: usize,
     uses_macros: bool,
 }
 
-impl Compiler {
+impl Compiler<'_> {
     /// A flat list joined by && and || as SQL reads it: AND binds tighter than OR.
     fn groups(&mut self, groups: &[Group]) -> Result<Node, FilterError> {
         if groups.is_empty() {
@@ -221,6 +225,32 @@ impl Compiler {
         if props.len() == 1 {
             return self.finalize(source, first);
         }
+        let kind = self.kind(source, first);
+        if let (Some(Err(())), false) = (kind, is_via(first)) {
+            return Err(invalid(format!("failed to resolve field {first:?}")));
+        }
+        match kind {
+            Some(Ok(FieldKind::Json)) | None => {}
+            Some(Ok(FieldKind::Relation { multiple: false }))
+                if props.len() == 2 && props[1] == "id" =>
+            {
+                return Ok(Opd::Field(FieldRef {
+                    source,
+                    name: first.into(),
+                    shape: Shape::RelId,
+                    kind: Some(FieldKind::Relation { multiple: false }),
+                }));
+            }
+            Some(Ok(FieldKind::Relation { .. })) => {
+                return Err(unsupported(format!(
+                    "{full}: expanding a relation needs PocketBase's database"
+                )));
+            }
+            Some(Ok(_)) => {
+                return Err(invalid(format!("field {first:?} is not a valid relation")));
+            }
+            Some(Err(())) => {}
+        }
         if is_via(first) {
             return Err(unsupported(format!(
                 "{full}: back-relations need PocketBase's database"
@@ -235,11 +265,12 @@ impl Compiler {
                 "max nested relations reached for {full:?}"
             )));
         }
-        if props.len() == 2 && props[1] == "id" {
+        if props.len() == 2 && props[1] == "id" && kind.is_none() {
             return Ok(Opd::Field(FieldRef {
                 source,
                 name: first.into(),
                 shape: Shape::RelId,
+                kind: None,
             }));
         }
         let mut path = Vec::with_capacity(props.len() - 1);
@@ -259,6 +290,7 @@ impl Compiler {
             source,
             name: first.into(),
             shape: Shape::Path(path.into()),
+            kind: kind.and_then(Result::ok),
         }))
     }
 
@@ -276,9 +308,16 @@ impl Compiler {
         if name.contains(':') || name.is_empty() {
             return Err(invalid(format!("unknown field {name:?}")));
         }
+        let kind = match self.kind(source, name) {
+            Some(Err(())) => return Err(invalid(format!("unknown field {name:?}"))),
+            Some(Ok(k)) => Some(k),
+            None => None,
+        };
+        // `:each`/`:length` only apply to multi-value fields (select, relation, file)
+        let multi_valuer = kind.is_none_or(FieldKind::is_multi_valuer);
         let shape = match modifier {
-            "each" => Shape::Each(self.var(source, name)),
-            "length" => Shape::Length,
+            "each" if multi_valuer => Shape::Each(self.var(source, name)),
+            "length" if multi_valuer => Shape::Length,
             "lower" => Shape::Plain { lower: true },
             // `:isset` and `:changed` only mean something on @request.body: elsewhere
             // PocketBase ignores them and reads the column
@@ -288,7 +327,17 @@ impl Compiler {
             source,
             name: name.into(),
             shape,
+            kind,
         }))
+    }
+
+    /// The schema's type for a record field: `None` without a schema (or for the auth
+    /// record, whose collection varies), `Some(Err)` for a field the collection lacks.
+    fn kind(&self, source: Source, name: &str) -> Option<Result<FieldKind, ()>> {
+        match (source, self.schema) {
+            (Source::Record, Some(schema)) => Some(schema.kind(name).ok_or(())),
+            _ => None,
+        }
     }
 
     fn var(&mut self, source: Source, name: &str) -> u16 {
@@ -422,7 +471,7 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> FilterError {
-        match compile(text) {
+        match compile(text, None) {
             Ok(_) => panic!("{text:?} compiled"),
             Err(e) => e,
         }
@@ -467,7 +516,10 @@ mod tests {
 
     #[test]
     fn precedence_and_variables() {
-        let c = match compile("a = 1 || b = 2 && c:each = 3 || (d:each = 4 && c:each = 5)") {
+        let c = match compile(
+            "a = 1 || b = 2 && c:each = 3 || (d:each = 4 && c:each = 5)",
+            None,
+        ) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         };
@@ -482,7 +534,7 @@ mod tests {
 
     #[test]
     fn normalized_identifiers() {
-        let c = match compile("NULL = TRUE && x = False") {
+        let c = match compile("NULL = TRUE && x = False", None) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         };

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Number, Value};
 
+use super::FieldKind;
 use super::compile::{Cmp, FieldRef, Node, Opd, Seg, Shape, Source, Var};
 use super::macros::Macros;
 use super::scan::Sign;
@@ -382,7 +383,12 @@ fn field<'a>(f: &'a FieldRef, ctx: &Ctx<'a>) -> Result<R<'a>, Stop> {
             None => return Ok(R::new(Val::Null, Aff::None, Class::EmptyIdent)),
         },
     };
-    let Some(value) = map.get(&*f.name) else {
+    // the export's `collectionId`/`collectionName` (and `expand`) are not fields to filter on
+    let value = match &*f.name {
+        "collectionId" | "collectionName" | "expand" => None,
+        name => map.get(name),
+    };
+    let Some(value) = value else {
         return match f.source {
             // an unknown field: PocketBase rejects the filter
             Source::Record => Err(Stop),
@@ -392,8 +398,9 @@ fn field<'a>(f: &'a FieldRef, ctx: &Ctx<'a>) -> Result<R<'a>, Stop> {
     };
     Ok(match &f.shape {
         Shape::Plain { lower } => {
-            let mut r = column(value);
-            if &*f.name == "email" && matches!(r.class, Class::Column) {
+            let mut r = column_of(value, f.kind);
+            if &*f.name == "email" && f.source == Source::Record && matches!(r.class, Class::Column)
+            {
                 // auth collections only show emails marked visible to filters
                 if let Some(vis) = map.get("emailVisibility") {
                     r.guard = Some(Some(vis.as_bool() == Some(true)));
@@ -407,7 +414,7 @@ fn field<'a>(f: &'a FieldRef, ctx: &Ctx<'a>) -> Result<R<'a>, Stop> {
         }
         Shape::Path(segs) => match value {
             // a text or relation field: PocketBase would reject the path or join a collection
-            Value::String(_) => return Err(Stop),
+            Value::String(_) if f.kind != Some(FieldKind::Json) => return Err(Stop),
             _ => R::new(
                 json_value_opt(walk(value, segs)),
                 Aff::None,
@@ -438,7 +445,7 @@ fn field<'a>(f: &'a FieldRef, ctx: &Ctx<'a>) -> Result<R<'a>, Stop> {
             // a single-value field: json_each(json_array(col)) has one row, the column
             Value::String(s) => R::new(Val::Text(Cow::Borrowed(s)), Aff::None, Class::Column),
             // not a multi-value field: the modifier is ignored
-            other => column(other),
+            other => column_of(other, f.kind),
         },
         Shape::Length => match value {
             Value::Array(items) => R::new(Val::Int(items.len() as i64), Aff::None, Class::Column),
@@ -448,6 +455,14 @@ fn field<'a>(f: &'a FieldRef, ctx: &Ctx<'a>) -> Result<R<'a>, Stop> {
             other => column(other),
         },
     })
+}
+
+fn column_of(value: &Value, kind: Option<FieldKind>) -> R<'_> {
+    match kind {
+        // json_extract(col, '$'): no affinity, NullFallbackDisabled
+        Some(FieldKind::Json) => R::new(json_value(value), Aff::None, Class::Disabled),
+        _ => column(value),
+    }
 }
 
 /// A plain column read: text/number/bool/multi-value columns keep their affinity (TEXT,
