@@ -2,7 +2,7 @@
 //! `RecordFieldResolver` and `search.FilterData.BuildExpr` resolve them into SQL.
 
 use super::macros::Macro;
-use super::scan::{self, Group, Item, Join, Op, Operand};
+use super::scan::{self, Group, Item, Join, Op, Operand, Sign};
 use super::{FieldKind, FilterError, Schema};
 
 /// PocketBase's `DefaultFilterExprLimit`.
@@ -72,6 +72,8 @@ pub(crate) struct Cmp {
     pub(crate) left: Opd,
     pub(crate) op: Op,
     pub(crate) right: Opd,
+    /// For `~`/`!~` with a literal right side: the `LIKE` pattern, wrapped once here.
+    pub(crate) pattern: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,10 +147,22 @@ impl Compiler<'_> {
                     self.budget -= 1;
                     let left = self.operand(&e.left)?;
                     let right = self.operand(&e.right)?;
+                    let literal = match &right {
+                        Opd::Text(t) => Some(t.to_string()),
+                        Opd::Num(f) => Some(format!("{f}")),
+                        _ => None,
+                    };
+                    let pattern = match e.op.sign {
+                        Sign::Like | Sign::NotLike => {
+                            literal.map(|l| super::eval::wrap_like(&l).into())
+                        }
+                        _ => None,
+                    };
                     Node::Cmp(Box::new(Cmp {
                         left,
                         op: e.op,
                         right,
+                        pattern,
                     }))
                 }
                 Item::Group(inner) => self.groups(inner)?,

@@ -143,12 +143,13 @@ fn cmp(c: &Cmp, ctx: &Ctx) -> Result<Option<bool>, Stop> {
     let l = resolve(&c.left, ctx)?;
     let r = resolve(&c.right, ctx)?;
     let sign = c.op.sign;
-    let mut result = build(sign, &l, &r);
+    let pattern = c.pattern.as_deref();
+    let mut result = build(sign, &l, &r, pattern);
     if !c.op.any {
         let extra = match (l.multi, r.multi) {
             (Some(la), Some(ra)) => Some(many_vs_many(sign, la, ra)),
-            (Some(la), None) => Some(many_vs_one(sign, la, &r.for_multi_match(), false)),
-            (None, Some(ra)) => Some(many_vs_one(sign, ra, &l.for_multi_match(), true)),
+            (Some(la), None) => Some(many_vs_one(sign, la, &r.for_multi_match(), pattern)),
+            (None, Some(ra)) => Some(many_vs_one_inverse(sign, ra, &l.for_multi_match())),
             (None, None) => None,
         };
         if let Some(extra) = extra {
@@ -165,15 +166,22 @@ fn cmp(c: &Cmp, ctx: &Ctx) -> Result<Option<bool>, Stop> {
 }
 
 /// `NOT EXISTS (SELECT … FROM <elements> WHERE NOT (<elem> op <other>))`.
-fn many_vs_one(sign: Sign, elems: &[Value], other: &R, inverse: bool) -> bool {
+fn many_vs_one(sign: Sign, elems: &[Value], other: &R, pattern: Option<&str>) -> bool {
     let check = |e: Val| {
         let elem = R::new(e, Aff::None, Class::Column);
-        let cond = if inverse {
-            build(sign, other, &elem)
-        } else {
-            build(sign, &elem, other)
-        };
-        cond != Some(false)
+        build(sign, &elem, other, pattern) != Some(false)
+    };
+    if elems.is_empty() {
+        return check(Val::Null);
+    }
+    elems.iter().all(|e| check(json_value(e)))
+}
+
+/// The same with the multi-value operand on the right.
+fn many_vs_one_inverse(sign: Sign, elems: &[Value], other: &R) -> bool {
+    let check = |e: Val| {
+        let elem = R::new(e, Aff::None, Class::Column);
+        build(sign, other, &elem, None) != Some(false)
     };
     if elems.is_empty() {
         return check(Val::Null);
@@ -192,17 +200,18 @@ fn many_vs_many(sign: Sign, left: &[Value], right: &[Value]) -> bool {
                 R::new(json_value(l), Aff::None, Class::Column),
                 R::new(json_value(r), Aff::None, Class::Column),
             );
-            build(sign, &l, &r) != Some(false)
+            build(sign, &l, &r, None) != Some(false)
         })
     })
 }
 
-fn build(sign: Sign, l: &R, r: &R) -> Option<bool> {
+/// `pattern` is the precomputed `LIKE` pattern of a literal right operand.
+fn build(sign: Sign, l: &R, r: &R, pattern: Option<&str>) -> Option<bool> {
     match sign {
         Sign::Eq => equal(true, l, r),
         Sign::Neq => equal(false, l, r),
-        Sign::Like => like(l, r),
-        Sign::NotLike => like(l, r).map(|m| !m),
+        Sign::Like => like(l, r, pattern),
+        Sign::NotLike => like(l, r, pattern).map(|m| !m),
         Sign::Lt => sql::compare(l.val.clone(), l.aff, Rel::Lt, r.val.clone(), r.aff),
         Sign::Lte => sql::compare(l.val.clone(), l.aff, Rel::Lte, r.val.clone(), r.aff),
         Sign::Gt => sql::compare(l.val.clone(), l.aff, Rel::Gt, r.val.clone(), r.aff),
@@ -268,8 +277,11 @@ fn coalesce<'a>(x: &R<'a>) -> Val<'a> {
 
 /// `l LIKE <pattern> ESCAPE '\'`: a parameter is wrapped in `%` unless it has its own
 /// wildcard; anything else becomes `'%' || r || '%'`.
-fn like(l: &R, r: &R) -> Option<bool> {
+fn like(l: &R, r: &R, pattern: Option<&str>) -> Option<bool> {
     let text = l.val.to_text()?;
+    if let Some(p) = pattern {
+        return Some(sql::like(&text, p));
+    }
     match r.raw {
         Some(raw) => {
             let raw = go_to_string(raw);
