@@ -147,13 +147,11 @@ fn parse_modifier(raw: &str) -> Result<Excerpt, FieldsError> {
 fn pick(data: &mut Value, fields: Vec<(String, Option<Excerpt>)>) {
     match data {
         Value::Object(m) => pick_map(m, fields),
-        Value::Array(items) => {
-            // only arrays of objects are picked into
-            if items.first().is_some_and(Value::is_object) {
-                for item in items.iter_mut() {
-                    if let Value::Object(m) = item {
-                        pick_map(m, fields.clone());
-                    }
+        // only arrays of objects are picked into
+        Value::Array(items) if items.first().is_some_and(Value::is_object) => {
+            for item in items.iter_mut() {
+                if let Value::Object(m) = item {
+                    pick_map(m, fields.clone());
                 }
             }
         }
@@ -197,10 +195,8 @@ fn pick_map(data: &mut Map<String, Value>, mut fields: Vec<(String, Option<Excer
                 .unwrap_or("")
                 .trim_end_matches('.');
             if remains.is_empty() {
-                if let (Some(m), Some(v)) = (m, data.get_mut(&k)) {
-                    if let Value::String(s) = v {
-                        *s = excerpt(s, m.max, m.ellipsis);
-                    }
+                if let (Some(m), Some(Value::String(s))) = (m, data.get_mut(&k)) {
+                    *s = excerpt(s, m.max, m.ellipsis);
                 }
                 done = true;
                 break;

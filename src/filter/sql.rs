@@ -82,10 +82,11 @@ fn int_real_cmp(i: i64, r: f64) -> Ordering {
     if r.is_nan() {
         return Ordering::Greater;
     }
-    if r >= 9.223_372_036_854_775_808e18 {
+    // ±2^63, the ends of the i64 range
+    if r >= 9_223_372_036_854_775_808.0_f64 {
         return Ordering::Less;
     }
-    if r < -9.223_372_036_854_775_808e18 {
+    if r < -9_223_372_036_854_775_808.0_f64 {
         return Ordering::Greater;
     }
     let t = r as i64; // truncates toward zero, in range here
