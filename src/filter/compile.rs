@@ -1,9 +1,10 @@
 //! Resolution of parsed filters into evaluable conditions, as PocketBase's
 //! `RecordFieldResolver` and `search.FilterData.BuildExpr` resolve them into SQL.
 
+use super::error::FilterError;
 use super::macros::Macro;
 use super::scan::{self, Group, Item, Join, Op, Operand, Sign};
-use super::{FieldKind, FilterError, Schema};
+use super::schema::{FieldKind, Schema};
 
 /// PocketBase's `DefaultFilterExprLimit`.
 const MAX_EXPRESSIONS: usize = 200;
@@ -154,7 +155,7 @@ impl Compiler<'_> {
                     };
                     let pattern = match e.op.sign {
                         Sign::Like | Sign::NotLike => {
-                            literal.map(|l| super::eval::wrap_like(&l).into())
+                            literal.map(|l| super::sql::wrap_like(&l).into())
                         }
                         _ => None,
                     };

@@ -6,10 +6,10 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Number, Value};
 
-use super::FieldKind;
 use super::compile::{Cmp, FieldRef, Node, Opd, Seg, Shape, Source, Var};
 use super::macros::Macros;
 use super::scan::Sign;
+use super::schema::FieldKind;
 use super::sql::{self, Aff, Rel, Val};
 
 /// The record cannot be judged as PocketBase would (a field it lacks, a relation to expand):
@@ -285,7 +285,7 @@ fn like(l: &R, r: &R, pattern: Option<&str>) -> Option<bool> {
     match r.raw {
         Some(raw) => {
             let raw = go_to_string(raw);
-            let pattern = wrap_like(&raw);
+            let pattern = sql::wrap_like(&raw);
             Some(sql::like(&text, &pattern))
         }
         None => {
@@ -309,49 +309,6 @@ fn go_to_string(raw: Raw<'_>) -> Cow<'_, str> {
         Raw::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
         Raw::Json(v) => Cow::Owned(compact(v)),
     }
-}
-
-/// `search.wrapLikeParams`, bug-compatible: a text without an unescaped `%` has its
-/// unescaped `\`, `%`, `_` escaped (not a special right after another) and is wrapped in `%`.
-pub(crate) fn wrap_like(v: &str) -> Cow<'_, str> {
-    if contains_unescaped(v, '%') {
-        return Cow::Borrowed(v);
-    }
-    let rs: Vec<char> = v.chars().collect();
-    let special = |c: char| c == '\\' || c == '%' || c == '_';
-    let mut out: Vec<char> = Vec::with_capacity(rs.len() * 2 + 2);
-    let mut matched = false;
-    for i in (0..rs.len()).rev() {
-        if matched {
-            if rs[i] != '\\' {
-                out.push('\\');
-            }
-            matched = false;
-        } else if special(rs[i]) {
-            matched = true;
-        }
-        out.push(rs[i]);
-        if i == 0 && matched {
-            out.push('\\');
-        }
-    }
-    out.reverse();
-    let mut s = String::with_capacity(out.len() + 2);
-    s.push('%');
-    s.extend(out);
-    s.push('%');
-    Cow::Owned(s)
-}
-
-fn contains_unescaped(s: &str, ch: char) -> bool {
-    let mut prev = '\0';
-    for c in s.chars() {
-        if c == ch && prev != '\\' {
-            return true;
-        }
-        prev = if c == '\\' && prev == '\\' { '\0' } else { c };
-    }
-    false
 }
 
 fn resolve<'a>(opd: &'a Opd, ctx: &Ctx<'a>) -> Result<R<'a>, Stop> {
@@ -540,6 +497,8 @@ fn compact(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use super::sql::wrap_like;
 
     #[test]
     fn wrap_like_is_bug_compatible() {

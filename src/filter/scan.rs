@@ -5,7 +5,7 @@
 //! the first matching quote not preceded by a backslash and only `\<quote>` is unescaped, a
 //! number may be `-.5`, and identifiers are ASCII.
 
-use super::FilterError;
+use super::error::FilterError;
 
 /// A join between two expressions or groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

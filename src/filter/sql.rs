@@ -358,6 +358,49 @@ fn like_at(t: &[u8], p: &[u8]) -> bool {
     }
 }
 
+/// `search.wrapLikeParams`, bug-compatible: a text without an unescaped `%` has its
+/// unescaped `\`, `%`, `_` escaped (not a special right after another) and is wrapped in `%`.
+pub(crate) fn wrap_like(v: &str) -> Cow<'_, str> {
+    if contains_unescaped(v, '%') {
+        return Cow::Borrowed(v);
+    }
+    let rs: Vec<char> = v.chars().collect();
+    let special = |c: char| c == '\\' || c == '%' || c == '_';
+    let mut out: Vec<char> = Vec::with_capacity(rs.len() * 2 + 2);
+    let mut matched = false;
+    for i in (0..rs.len()).rev() {
+        if matched {
+            if rs[i] != '\\' {
+                out.push('\\');
+            }
+            matched = false;
+        } else if special(rs[i]) {
+            matched = true;
+        }
+        out.push(rs[i]);
+        if i == 0 && matched {
+            out.push('\\');
+        }
+    }
+    out.reverse();
+    let mut s = String::with_capacity(out.len() + 2);
+    s.push('%');
+    s.extend(out);
+    s.push('%');
+    Cow::Owned(s)
+}
+
+fn contains_unescaped(s: &str, ch: char) -> bool {
+    let mut prev = '\0';
+    for c in s.chars() {
+        if c == ch && prev != '\\' {
+            return true;
+        }
+        prev = if c == '\\' && prev == '\\' { '\0' } else { c };
+    }
+    false
+}
+
 /// SQLite's built-in `lower()`: ASCII only.
 pub(crate) fn lower(v: Val<'_>) -> Val<'_> {
     match v {
