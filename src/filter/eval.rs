@@ -496,8 +496,6 @@ fn compact(v: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     use super::sql::wrap_like;
 
     #[test]
