@@ -35,6 +35,8 @@ pub mod core;
 #[doc(hidden)]
 pub mod ctx;
 #[doc(hidden)]
+pub mod filter;
+#[doc(hidden)]
 pub mod frame;
 #[doc(hidden)]
 pub mod http;
