@@ -54,7 +54,7 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 fn new_core(hooks: Hooks) -> Core {
     let settings = Settings {
         max_queue_bytes: usize::MAX / 2,
-        ..Config::default().core_settings()
+        ..Config::default().core_settings(ringcast::core::NodeId::random())
     };
     Core::new(0, settings, Policy::new(hooks, Default::default()))
 }

@@ -138,7 +138,7 @@ impl Broker {
         let id = id.to_owned();
         Ok(self
             .ring
-            .call(owner.core, move |c| op.apply(c, id.as_bytes(), owner.key))
+            .call(owner.core, move |c| c.apply(op, id.as_bytes(), owner.key))
             .await??)
     }
 

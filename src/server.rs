@@ -4,8 +4,8 @@
 use crate::auth::{Access, AccessError, AuthArgs};
 use crate::broker::Broker;
 use crate::cluster::{Cluster, ClusterError};
-use crate::core::NodeId;
 use crate::config::Config;
+use crate::core::NodeId;
 use crate::hooks::Hooks;
 use crate::ring::Ring;
 use crate::{runtime, worker};

@@ -14,8 +14,8 @@
 //!   node keeps serving its own clients, and it reconnects with backoff and
 //!   subscribes to every channel it still needs.
 
+use super::shared::{self, CallReply, ClusterError, Command, NodeInfo, Shared};
 use super::wire::{self, Payload};
-use super::{ClusterError, NodeInfo, Shared};
 use crate::core::{self, ClientOp, CoreError, Interest, NodeId, OpReply};
 use crate::message::Message;
 use crate::ring::Ring;
@@ -46,28 +46,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Failures to reach Redis are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(30);
-
-type CallReply = oneshot::Sender<Result<Result<OpReply, CoreError>, ClusterError>>;
-
-/// What the rest of the node asks of the link.
-pub(super) enum Command {
-    /// Publish these payloads, channel by channel.
-    Publish {
-        parts: Vec<(String, Vec<Vec<u8>>)>,
-        reply: oneshot::Sender<Result<(), ClusterError>>,
-    },
-    /// Run `op` on client `client` of node `node`.
-    Call {
-        node: NodeId,
-        client: String,
-        op: ClientOp,
-        reply: CallReply,
-    },
-    /// The live nodes.
-    Nodes {
-        reply: oneshot::Sender<Result<Vec<NodeInfo>, ClusterError>>,
-    },
-}
 
 /// One payload for one channel; `done` learns how many subscribers got it.
 struct Part {
@@ -196,14 +174,14 @@ impl Link {
         let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
         let prefix = &self.shared.prefix;
         sink.subscribe(&[
-            super::node_channel(prefix, self.shared.node),
-            super::everyone_channel(prefix),
+            shared::node_channel(prefix, self.shared.node),
+            shared::everyone_channel(prefix),
         ])
         .await?;
         let topics: Vec<String> = self
             .wanted
             .keys()
-            .map(|t| super::topic_channel(prefix, t))
+            .map(|t| shared::topic_channel(prefix, t))
             .collect();
         for chunk in topics.chunks(1000) {
             sink.subscribe(chunk).await?;
@@ -219,7 +197,10 @@ impl Link {
     /// Serves while connected; `false` once the node is shutting down.
     async fn serve(&mut self, mut sink: PubSubSink, mut stream: PubSubStream) -> bool {
         self.shared.connected.store(true, Ordering::Relaxed);
-        self.shared.counters.connects.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .connects
+            .fetch_add(1, Ordering::Relaxed);
         self.last_complaint = None;
         tracing::info!(node = %self.shared.node, topics = self.wanted.len(), "connected to Redis");
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -288,7 +269,7 @@ impl Link {
                     let count = self.wanted.entry(topic.clone()).or_default();
                     *count += 1;
                     if *count == 1 {
-                        subscribe.push(super::topic_channel(&prefix, &topic));
+                        subscribe.push(shared::topic_channel(&prefix, &topic));
                     }
                 }
                 Interest::Remove(topic) => {
@@ -296,7 +277,7 @@ impl Link {
                         *count -= 1;
                         if *count == 0 {
                             self.wanted.remove(&topic);
-                            unsubscribe.push(super::topic_channel(&prefix, &topic));
+                            unsubscribe.push(shared::topic_channel(&prefix, &topic));
                         }
                     }
                 }
@@ -327,14 +308,16 @@ impl Link {
                     .is_some_and(|forward| forward.try_send(msg).is_err());
                 if full {
                     counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("the cores are not taking messages from other nodes fast enough; one was dropped");
+                    tracing::warn!(
+                        "the cores are not taking messages from other nodes fast enough; one was dropped"
+                    );
                 } else {
                     counters.received.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Payload::Request { id, client, op } => {
                 let (ring, node, from) = (self.ring.clone(), self.shared.node, envelope.from);
-                let reply_to = super::node_channel(&self.shared.prefix, from);
+                let reply_to = shared::node_channel(&self.shared.prefix, from);
                 let queue = self.queue_for(&reply_to).clone();
                 tokio::task::spawn_local(async move {
                     let result = run_here(&ring, node, &client, op).await;
@@ -388,7 +371,7 @@ impl Link {
             } => {
                 self.next_request += 1;
                 let id = self.next_request;
-                let channel = super::node_channel(&self.shared.prefix, node);
+                let channel = shared::node_channel(&self.shared.prefix, node);
                 let payload = wire::request(self.shared.node, id, &client, &op);
                 self.pending
                     .borrow_mut()
@@ -457,13 +440,13 @@ impl Link {
             let value = serde_json::to_string(&info).unwrap_or_default();
             let _: redis::RedisResult<()> = redis::pipe()
                 .cmd("SET")
-                .arg(super::heartbeat_key(&prefix, &node))
+                .arg(shared::heartbeat_key(&prefix, &node))
                 .arg(value)
                 .arg("PX")
                 .arg(HEARTBEAT_TTL_MS)
                 .ignore()
                 .cmd("SADD")
-                .arg(super::nodes_key(&prefix))
+                .arg(shared::nodes_key(&prefix))
                 .arg(&node)
                 .ignore()
                 .query_async(&mut conn)
@@ -496,10 +479,10 @@ impl Link {
         let prefix = &self.shared.prefix;
         let _: redis::RedisResult<()> = redis::pipe()
             .cmd("DEL")
-            .arg(super::heartbeat_key(prefix, &node))
+            .arg(shared::heartbeat_key(prefix, &node))
             .ignore()
             .cmd("SREM")
-            .arg(super::nodes_key(prefix))
+            .arg(shared::nodes_key(prefix))
             .arg(&node)
             .ignore()
             .query_async(&mut conn)
@@ -535,7 +518,7 @@ async fn run_here(
         return Err(not_found());
     }
     let id = client.to_owned();
-    ring.call(owner.core, move |c| op.apply(c, id.as_bytes(), owner.key))
+    ring.call(owner.core, move |c| c.apply(op, id.as_bytes(), owner.key))
         .await
         .unwrap_or_else(|_| Err(not_found()))
 }
@@ -595,14 +578,17 @@ async fn live_nodes(
 ) -> Result<Vec<NodeInfo>, ClusterError> {
     let unreachable = |_| ClusterError::Unreachable;
     let names: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(super::nodes_key(prefix))
+        .arg(shared::nodes_key(prefix))
         .query_async(conn)
         .await
         .map_err(unreachable)?;
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let keys: Vec<String> = names.iter().map(|n| super::heartbeat_key(prefix, n)).collect();
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| shared::heartbeat_key(prefix, n))
+        .collect();
     let values: Vec<Option<String>> = redis::cmd("MGET")
         .arg(&keys)
         .query_async(conn)
@@ -618,7 +604,7 @@ async fn live_nodes(
     }
     if !dead.is_empty() {
         let _: redis::RedisResult<()> = redis::cmd("SREM")
-            .arg(super::nodes_key(prefix))
+            .arg(shared::nodes_key(prefix))
             .arg(&dead)
             .query_async(conn)
             .await;

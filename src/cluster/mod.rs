@@ -32,12 +32,16 @@
 //! that load, and is a change of command names only, should it be needed).
 
 mod link;
+mod shared;
 pub mod wire;
+
+pub use shared::{ClusterError, LinkStatus, NodeInfo};
 
 use crate::core::{ClientOp, CoreError, Interest, NodeId, OpReply};
 use crate::message::{Message, Target};
 use crate::ring::Ring;
 use clap::Args;
+use shared::{Command, Counters, Shared, everyone_channel, topic_channel};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,82 +75,10 @@ impl Default for ClusterArgs {
     }
 }
 
-/// Why the cluster could not do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClusterError {
-    /// Redis cannot be reached (or the link is reconnecting).
-    #[error("Redis is unreachable")]
-    Unreachable,
-    /// The other node did not answer in time.
-    #[error("the node that owns the client did not answer in time")]
-    Timeout,
-    /// `--redis` is not a Redis URL.
-    #[error("--redis {url:?} is not usable: {reason}; give a URL like redis://127.0.0.1:6379")]
-    Url { url: String, reason: String },
-    /// The link thread could not be started.
-    #[error("cannot start the cluster link: {0}")]
-    Start(String),
-}
-
-/// Counters of this node's cluster link, for `/api/stats`.
-#[derive(Debug, Default)]
-struct Counters {
-    /// Publishes sent to Redis.
-    published: AtomicU64,
-    /// Publishes that could not reach the other nodes (Redis unreachable).
-    publish_failures: AtomicU64,
-    /// Messages received from other nodes and handed to the cores.
-    received: AtomicU64,
-    /// Messages from other nodes dropped because the cores could not take
-    /// them fast enough (the forwarding queue was full).
-    dropped: AtomicU64,
-    /// Payloads from Redis that could not be read.
-    malformed: AtomicU64,
-    /// Times the link to Redis was (re)established.
-    connects: AtomicU64,
-}
-
-/// What the cluster link looks like now.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LinkStatus {
-    pub node: String,
-    pub connected: bool,
-    pub published: u64,
-    pub publish_failures: u64,
-    pub received: u64,
-    pub dropped: u64,
-    pub malformed: u64,
-    pub connects: u64,
-}
-
-/// A live node, as its heartbeat says.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeInfo {
-    pub node: String,
-    /// The address it serves.
-    pub http: String,
-    pub connections: u64,
-    pub clients: u64,
-    pub subscriptions: u64,
-}
-
 /// A handle on this node's cluster link; cheap to clone, `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct Cluster {
     shared: Arc<Shared>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    node: NodeId,
-    prefix: String,
-    connected: AtomicBool,
-    counters: Counters,
-    commands: mpsc::UnboundedSender<link::Command>,
-    interest: mpsc::UnboundedSender<Interest>,
 }
 
 impl Cluster {
@@ -224,7 +156,7 @@ impl Cluster {
             }
         }
         let (reply, answer) = oneshot::channel();
-        let sent = self.shared.commands.send(link::Command::Publish {
+        let sent = self.shared.commands.send(Command::Publish {
             parts: parts.into_iter().collect(),
             reply,
         });
@@ -235,7 +167,9 @@ impl Cluster {
         let c = &self.shared.counters;
         match &result {
             Ok(()) => c.published.fetch_add(batch.len() as u64, Ordering::Relaxed),
-            Err(_) => c.publish_failures.fetch_add(batch.len() as u64, Ordering::Relaxed),
+            Err(_) => c
+                .publish_failures
+                .fetch_add(batch.len() as u64, Ordering::Relaxed),
         };
         result
     }
@@ -250,7 +184,7 @@ impl Cluster {
         let (reply, answer) = oneshot::channel();
         self.shared
             .commands
-            .send(link::Command::Call {
+            .send(Command::Call {
                 node,
                 client: id.to_owned(),
                 op,
@@ -265,7 +199,7 @@ impl Cluster {
         let (reply, answer) = oneshot::channel();
         self.shared
             .commands
-            .send(link::Command::Nodes { reply })
+            .send(Command::Nodes { reply })
             .map_err(|_| ClusterError::Unreachable)?;
         answer.await.unwrap_or(Err(ClusterError::Unreachable))
     }
@@ -295,26 +229,6 @@ fn split_by_channel(prefix: &str, msg: &Message) -> Vec<(String, Message)> {
     }
 }
 
-fn topic_channel(prefix: &str, topic: &str) -> String {
-    format!("{prefix}:t:{topic}")
-}
-
-fn everyone_channel(prefix: &str) -> String {
-    format!("{prefix}:all")
-}
-
-fn node_channel(prefix: &str, node: NodeId) -> String {
-    format!("{prefix}:n:{node}")
-}
-
-fn heartbeat_key(prefix: &str, node: &str) -> String {
-    format!("{prefix}:node:{node}")
-}
-
-fn nodes_key(prefix: &str) -> String {
-    format!("{prefix}:nodes")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,10 +250,7 @@ mod tests {
                 "rc:t:posts/r1"
             ]
         );
-        let topics: Vec<usize> = parts
-            .iter()
-            .map(|(_, m)| m.event_names().count())
-            .collect();
+        let topics: Vec<usize> = parts.iter().map(|(_, m)| m.event_names().count()).collect();
         assert_eq!(topics, [1; 6]);
         let user = Message::to_user("u", None, "inbox", *b"1");
         assert_eq!(split_by_channel("rc", &user)[0].0, "rc:all");

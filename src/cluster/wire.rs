@@ -474,7 +474,8 @@ mod tests {
             Message::custom("chat", *b"\xff not utf-8"),
             Message::record("posts", Some("pbc_1"), Action::Update, "r1", b"{}")
                 .for_audience(Audience::Users(UserIds::new(["u2", "u1"]))),
-            Message::to_user("u1", Some("users"), "inbox", *b"1").for_audience(Audience::Superusers),
+            Message::to_user("u1", Some("users"), "inbox", *b"1")
+                .for_audience(Audience::Superusers),
             Message::broadcast("all", *b"{}"),
         ] {
             let env = round_trip(publish(node, &msg));

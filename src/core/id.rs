@@ -37,7 +37,9 @@ impl NodeId {
     /// The node named by these four characters, if they can name one.
     pub fn parse(text: &[u8]) -> Option<NodeId> {
         let node: [u8; 4] = text.try_into().ok()?;
-        node.iter().all(u8::is_ascii_alphanumeric).then_some(NodeId(node))
+        node.iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(NodeId(node))
     }
 
     pub fn as_str(&self) -> &str {
@@ -213,8 +215,7 @@ mod tests {
     #[test]
     fn ids_are_unique_and_foreign_ids_are_rejected() {
         let node = NodeId::random();
-        let ids: std::collections::HashSet<_> =
-            (0..1000).map(|_| new_id(node, 0, 2, 5)).collect();
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_id(node, 0, 2, 5)).collect();
         assert_eq!(ids.len(), 1000);
         assert_eq!(locate(b"short", 2), None);
         assert_eq!(locate(&[b'-'; ID_LEN], 2), None);

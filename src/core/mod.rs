@@ -429,6 +429,32 @@ impl Core {
 
     // --- Named clients (the broker's calls) ---
 
+    /// Runs `op` for client `id` at slab `key`.
+    pub fn apply(&mut self, op: ClientOp, id: &[u8], key: usize) -> Result<OpReply, CoreError> {
+        let core = self;
+        Ok(match op {
+            ClientOp::CheckRealtime { ip } => {
+                core.realtime_client(id, key, ip)?;
+                OpReply::Done
+            }
+            ClientOp::SetSubscriptions {
+                ip,
+                subscriptions,
+                auth,
+            } => {
+                core.set_subscriptions(id, key, ip, subscriptions, auth)?;
+                OpReply::Done
+            }
+            ClientOp::Send { event, data } => OpReply::Sent(core.send(id, key, &event, &data)?),
+            ClientOp::Unregister => {
+                core.end_client(id, key)?;
+                OpReply::Done
+            }
+            ClientOp::Info => OpReply::Info(Box::new(core.client_info(id, key)?)),
+            ClientOp::Store(op) => OpReply::Value(core.store(id, key, op)?),
+        })
+    }
+
     /// Ends a client's stream politely (what is queued is written first, then
     /// the zero chunk); the disconnect hook sees [`EndReason::Unregistered`].
     pub fn end_client(&mut self, id: &[u8], key: usize) -> Result<(), CoreError> {
@@ -573,13 +599,25 @@ impl Core {
 /// Delivers a message for every client (`Target::All`) to those its
 /// audience admits; returns how many got it.
 #[inline(never)]
-fn to_everyone(delivery: &mut Delivery<'_>, registry: &mut Registry, msg: &Message, event: &str) -> u64 {
+fn to_everyone(
+    delivery: &mut Delivery<'_>,
+    registry: &mut Registry,
+    msg: &Message,
+    event: &str,
+) -> u64 {
     let frame = Rc::new(Frame::new(event.as_bytes(), &msg.data));
     let mut recipients = 0;
     for (key, client) in registry.iter_mut() {
         if msg.audience.admits(client.auth())
             && matches!(
-                delivery.deliver(key as u32, client, &frame, event, &msg.data, OverCap::Disconnect),
+                delivery.deliver(
+                    key as u32,
+                    client,
+                    &frame,
+                    event,
+                    &msg.data,
+                    OverCap::Disconnect
+                ),
                 Ok(true)
             )
         {

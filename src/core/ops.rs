@@ -1,11 +1,9 @@
 //! The operations on one named client, as values: the broker runs them on
-//! the client's owner core, through the ring when the owner is another core
-//! of this node and through the cluster when it is another node, so every
-//! path runs the same code with the same checks.
+//! the client's owner core (`Core::apply`), through the ring when the owner
+//! is another core of this node and through the cluster when it is another
+//! node, so every path runs the same code with the same checks.
 
-use super::Core;
 use super::client::{ClientInfo, StoreOp};
-use super::error::CoreError;
 use crate::auth::Auth;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -39,31 +37,4 @@ pub enum OpReply {
     Info(Box<ClientInfo>),
     /// A store read or change: the value read or replaced.
     Value(Option<Value>),
-}
-
-impl ClientOp {
-    /// Runs the operation on `core` for client `id` at slab `key`.
-    pub fn apply(self, core: &mut Core, id: &[u8], key: usize) -> Result<OpReply, CoreError> {
-        Ok(match self {
-            ClientOp::CheckRealtime { ip } => {
-                core.realtime_client(id, key, ip)?;
-                OpReply::Done
-            }
-            ClientOp::SetSubscriptions {
-                ip,
-                subscriptions,
-                auth,
-            } => {
-                core.set_subscriptions(id, key, ip, subscriptions, auth)?;
-                OpReply::Done
-            }
-            ClientOp::Send { event, data } => OpReply::Sent(core.send(id, key, &event, &data)?),
-            ClientOp::Unregister => {
-                core.end_client(id, key)?;
-                OpReply::Done
-            }
-            ClientOp::Info => OpReply::Info(Box::new(core.client_info(id, key)?)),
-            ClientOp::Store(op) => OpReply::Value(core.store(id, key, op)?),
-        })
-    }
 }

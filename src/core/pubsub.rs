@@ -9,11 +9,11 @@
 
 use super::topics::{TopicId, Topics};
 use super::users::Users;
-use tokio::sync::mpsc::UnboundedSender;
 use crate::frame::Frame;
 use crate::message::{Message, Target};
 use smallvec::SmallVec;
 use std::rc::Rc;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// The subscribers that get one message under one event name, and the
 /// frame they share.
@@ -108,7 +108,8 @@ impl PubSub {
     }
 
     fn remove(&mut self, id: TopicId, key: u32) {
-        if let (Some(freed), Some(channels)) = (self.topics.remove(id, key), self.channels.as_mut()) {
+        if let (Some(freed), Some(channels)) = (self.topics.remove(id, key), self.channels.as_mut())
+        {
             channels.freed(&freed);
         }
     }
@@ -205,7 +206,11 @@ mod tests {
         let mut p = PubSub::default();
         p.report_interest(sink);
         let (mut a, mut b) = (SmallVec::new(), SmallVec::new());
-        p.replace(1, &mut a, &["chat".into(), "chat?x=1".into(), "news".into()]);
+        p.replace(
+            1,
+            &mut a,
+            &["chat".into(), "chat?x=1".into(), "news".into()],
+        );
         p.replace(2, &mut b, &["chat?y=2".into()]);
         p.replace(1, &mut a, &["chat".into()]);
         p.release(1, &a, None);
