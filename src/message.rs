@@ -8,8 +8,11 @@
 //! and every recipient shares those bytes.
 
 use crate::auth::Auth;
+use crate::filter::{Filter, Schema};
 use crate::frame;
+use serde_json::Value;
 use smallvec::SmallVec;
+use std::sync::Arc;
 
 /// What happened to a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,162 @@ pub struct Message {
     pub target: Target,
     pub data: Box<[u8]>,
     pub audience: Audience,
+    /// For a record event, what PocketBase's rules and subscription options
+    /// need (shared by every core).
+    pub record: Option<Arc<RecordEvent>>,
+}
+
+/// A record event as the edge applies PocketBase's rules to it: per
+/// subscriber, the collection's list rule (`posts/*`, `posts`) or view rule
+/// (`posts/<id>`) and the subscription's `filter`; per subscription string,
+/// its `fields`.
+#[derive(Debug, PartialEq)]
+pub struct RecordEvent {
+    pub collection: Box<str>,
+    pub collection_id: Option<Box<str>>,
+    pub record_id: Box<str>,
+    pub action: Action,
+    /// The record as published, parsed once: what filters and `fields` read.
+    pub record: Value,
+    /// The collection's rules, when the publisher sent them (PocketBase's
+    /// forwarder does); without them the message's audience decides alone.
+    pub rules: Option<CollectionRules>,
+}
+
+/// A collection's list and view rules, compiled, and the field types they
+/// were compiled with (subscription filters are compiled with them too).
+#[derive(Debug, PartialEq)]
+pub struct CollectionRules {
+    pub list: Rule,
+    pub view: Rule,
+    pub schema: Option<Arc<SchemaVersion>>,
+}
+
+/// A collection's field types, with what they were read from (PocketBase's
+/// collection JSON) and its hash, so that a filter compiled for them is
+/// reused while they do not change.
+#[derive(Debug, PartialEq)]
+pub struct SchemaVersion {
+    pub hash: u64,
+    pub schema: Schema,
+    pub source: Value,
+}
+
+impl SchemaVersion {
+    /// From a collection as PocketBase describes it (`{"fields":[…]}`).
+    pub fn new(source: Value) -> SchemaVersion {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let text = source.to_string();
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(&text);
+        SchemaVersion {
+            hash,
+            schema: Schema::from_pocketbase(&source),
+            source,
+        }
+    }
+}
+
+impl CollectionRules {
+    /// The rules as PocketBase stores them (`None`: null), compiled for the
+    /// collection described by `schema`.
+    pub fn new(list: Option<&str>, view: Option<&str>, schema: Option<Value>) -> CollectionRules {
+        let schema = schema.map(|s| Arc::new(SchemaVersion::new(s)));
+        let types = schema.as_ref().map(|s| &s.schema);
+        CollectionRules {
+            list: Rule::compile(list, types),
+            view: Rule::compile(view, types),
+            schema,
+        }
+    }
+}
+
+/// One of a collection's rules, as the edge can apply it.
+#[derive(Debug)]
+pub enum Rule {
+    /// `null`: superusers only.
+    Superusers,
+    /// `""`: everyone.
+    Everyone,
+    /// A filter each subscriber (but a superuser, who bypasses rules) must pass.
+    Filter(Filter),
+    /// A rule the edge cannot evaluate (it needs PocketBase's database or
+    /// request, or fields not published): the message's audience decides —
+    /// the publisher's safe choice, never everyone by default.
+    Fallback { text: String, reason: String },
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, other: &Rule) -> bool {
+        match (self, other) {
+            (Rule::Superusers, Rule::Superusers) | (Rule::Everyone, Rule::Everyone) => true,
+            (Rule::Filter(a), Rule::Filter(b)) => a.text() == b.text(),
+            (Rule::Fallback { text: a, .. }, Rule::Fallback { text: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Rule {
+    /// A rule as PocketBase stores it (`None`: null), compiled for `schema`.
+    pub fn compile(text: Option<&str>, schema: Option<&Schema>) -> Rule {
+        let Some(text) = text else {
+            return Rule::Superusers;
+        };
+        if text.trim().is_empty() {
+            return Rule::Everyone;
+        }
+        let compiled = match schema {
+            Some(schema) => Filter::compile_with(text, schema),
+            None => Filter::compile(text),
+        };
+        match compiled {
+            Ok(filter) => Rule::Filter(filter),
+            Err(e) => Rule::Fallback {
+                text: text.to_owned(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// The rule's text as PocketBase stores it (`None`: null).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Rule::Superusers => None,
+            Rule::Everyone => Some(""),
+            Rule::Filter(f) => Some(f.text()),
+            Rule::Fallback { text, .. } => Some(text),
+        }
+    }
+}
+
+impl RecordEvent {
+    /// The rule that decides who receives this event under `topic` (a
+    /// subscription's part before `?`): the view rule for `<c>/<id>`, the
+    /// list rule for `<c>/*` and `<c>`.
+    pub fn rule_for(&self, topic: &str) -> Option<&Rule> {
+        let rules = self.rules.as_ref()?;
+        let by_id = topic
+            .rsplit_once('/')
+            .is_some_and(|(_, id)| id == &*self.record_id);
+        Some(if by_id { &rules.view } else { &rules.list })
+    }
+
+    /// The payload PocketBase sends for it, `{"record":…,"action":"…"}`,
+    /// with `record` already serialised.
+    pub fn payload(&self, record_json: &[u8]) -> Vec<u8> {
+        record_payload(record_json, self.action)
+    }
+}
+
+fn record_payload(record_json: &[u8], action: Action) -> Vec<u8> {
+    let mut data = Vec::with_capacity(record_json.len() + 32);
+    data.extend_from_slice(b"{\"record\":");
+    data.extend_from_slice(record_json);
+    data.extend_from_slice(b",\"action\":\"");
+    data.extend_from_slice(action.as_str().as_bytes());
+    data.extend_from_slice(b"\"}");
+    data
 }
 
 /// Where a message goes.
@@ -115,6 +274,7 @@ impl Message {
             target: Target::Topics(SmallVec::from_iter([topic.into()])),
             data: data.into(),
             audience: Audience::Public,
+            record: None,
         }
     }
 
@@ -133,6 +293,7 @@ impl Message {
             },
             data: data.into(),
             audience: Audience::Public,
+            record: None,
         }
     }
 
@@ -144,13 +305,14 @@ impl Message {
             },
             data: data.into(),
             audience: Audience::Public,
+            record: None,
         }
     }
 
     /// A record event in collection `collection` (and its id, if known),
     /// addressed as PocketBase addresses it: `<c>/<id>`, `<c>/*` and `<c>`
     /// for the name and the id of the collection, with payload
-    /// `{"record":{…},"action":"…"}`.
+    /// `{"record":{…},"action":"…"}`; no rules (its audience decides).
     pub fn record(
         collection: &str,
         collection_id: Option<&str>,
@@ -158,24 +320,37 @@ impl Message {
         record_id: &str,
         record_json: &[u8],
     ) -> Message {
+        let record = serde_json::from_slice(record_json).unwrap_or(Value::Null);
+        Message::record_event(
+            RecordEvent {
+                collection: collection.into(),
+                collection_id: collection_id.map(Into::into),
+                record_id: record_id.into(),
+                action,
+                record,
+                rules: None,
+            },
+            record_json,
+        )
+    }
+
+    /// A record event whose record serialises as `record_json`.
+    pub fn record_event(event: RecordEvent, record_json: &[u8]) -> Message {
         let mut topics: SmallVec<[Box<str>; 1]> = SmallVec::new();
-        for c in std::iter::once(collection).chain(collection_id) {
-            for t in [format!("{c}/{record_id}"), format!("{c}/*"), c.to_owned()] {
+        let names = std::iter::once(&*event.collection).chain(event.collection_id.as_deref());
+        for c in names {
+            let id = &event.record_id;
+            for t in [format!("{c}/{id}"), format!("{c}/*"), c.to_owned()] {
                 if !topics.iter().any(|x| **x == *t) {
                     topics.push(t.into());
                 }
             }
         }
-        let mut data = Vec::with_capacity(record_json.len() + 32);
-        data.extend_from_slice(b"{\"record\":");
-        data.extend_from_slice(record_json);
-        data.extend_from_slice(b",\"action\":\"");
-        data.extend_from_slice(action.as_str().as_bytes());
-        data.extend_from_slice(b"\"}");
         Message {
             target: Target::Topics(topics),
-            data: data.into(),
+            data: record_payload(record_json, event.action).into(),
             audience: Audience::Public,
+            record: Some(Arc::new(event)),
         }
     }
 
@@ -223,6 +398,7 @@ mod tests {
             collection_id: "c".into(),
             collection_name: "users".into(),
             superuser,
+            record: None,
         }
     }
 

@@ -200,12 +200,14 @@ fn pocketbase_introspection() {
         collection_id: "_pb_users_auth_".into(),
         collection_name: "users".into(),
         superuser: false,
+        record: None,
     };
     let superuser = Auth {
         id: superuser_id,
         collection_id: "pbc_3142635823".into(),
         collection_name: "_superusers".into(),
         superuser: true,
+        record: None,
     };
     let now = unix_now();
     let user_claims = json!({"id": user_id, "type": "auth", "collectionId": "_pb_users_auth_", "refreshable": true});

@@ -27,7 +27,7 @@ use super::validation::{
 };
 use crate::broker::BrokerError;
 use crate::http::error::ApiError;
-use crate::message::{Action, Audience, Message, UserIds};
+use crate::message::{Action, Audience, CollectionRules, Message, RecordEvent, UserIds};
 use serde_json::{Map, Value};
 
 /// Most messages one request may carry.
@@ -143,6 +143,42 @@ fn audience(map: &Map<String, Value>, errors: &mut Map<String, Value>) -> Option
     audience
 }
 
+/// A record event's `rules`: `{"list": <rule>, "view": <rule>}`, each a
+/// PocketBase rule (a filter, `""` for everyone, `null` for superusers only),
+/// and optionally its collection's `schema` (`{"fields": […]}` as PocketBase
+/// describes a collection) so that rules compile with the field types.
+fn rules(map: &Map<String, Value>, errors: &mut Map<String, Value>) -> Option<CollectionRules> {
+    let rules = match map.get("rules") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(rules)) => rules,
+        Some(_) => {
+            errors.insert("rules".into(), invalid_type("an object"));
+            return None;
+        }
+    };
+    let mut rule = |name: &str| match rules.get(name) {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => Some(Some(text.as_str())),
+        Some(_) => {
+            errors.insert(
+                "rules".into(),
+                serde_json::json!({name: invalid_type("a string or null")}),
+            );
+            None
+        }
+    };
+    let (list, view) = (rule("list")?, rule("view")?);
+    let schema = match map.get("schema") {
+        None | Some(Value::Null) => None,
+        Some(schema @ Value::Object(_)) => Some(schema.clone()),
+        Some(_) => {
+            errors.insert("schema".into(), invalid_type("an object"));
+            return None;
+        }
+    };
+    Some(CollectionRules::new(list, view, schema))
+}
+
 /// The message without its audience: a record event, a message for one
 /// user, or a custom message.
 fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
@@ -192,15 +228,21 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
                 errors.insert(name.into(), validation::too_long(MAX_TOPIC_BYTES));
             }
         }
+        let rules = rules(map, &mut errors);
         match (collection, action, record, errors.is_empty()) {
-            // `Value`'s Display is compact JSON, keys in the order given.
-            (Some(c), Some(a), Some((record, id)), true) => Ok(Message::record(
-                c,
-                collection_id,
-                a,
-                id,
-                record.to_string().as_bytes(),
-            )),
+            (Some(c), Some(a), Some((record, id)), true) => {
+                // `Value`'s Display is compact JSON, keys in the order given.
+                let json = record.to_string();
+                let event = RecordEvent {
+                    collection: c.into(),
+                    collection_id: collection_id.map(Into::into),
+                    record_id: id.into(),
+                    action: a,
+                    record: record.clone(),
+                    rules,
+                };
+                Ok(Message::record_event(event, json.as_bytes()))
+            }
             _ => Err(errors),
         }
     } else {

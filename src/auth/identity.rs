@@ -7,7 +7,7 @@ pub const SUPERUSERS_COLLECTION_ID: &str = "pbc_3142635823";
 pub const SUPERUSERS_COLLECTION_NAME: &str = "_superusers";
 
 /// A subscriber's verified identity.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Auth {
     /// The auth record's id.
@@ -18,6 +18,37 @@ pub struct Auth {
     pub collection_name: String,
     /// Superusers may subscribe to every topic.
     pub superuser: bool,
+    /// The auth record as the token's verifier knows it (PocketBase's answer,
+    /// or the JWT's claims): what `@request.auth.*` reads in rules and
+    /// filters. `None`: only the fields above are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<std::sync::Arc<serde_json::Value>>,
+}
+
+/// The same identity: the record's fields as a verifier saw them at some
+/// moment do not make two identities differ.
+impl PartialEq for Auth {
+    fn eq(&self, other: &Auth) -> bool {
+        self.id == other.id
+            && self.collection_id == other.collection_id
+            && self.collection_name == other.collection_name
+            && self.superuser == other.superuser
+    }
+}
+
+impl Auth {
+    /// The auth record filters read: the verifier's, or one made of the
+    /// fields above.
+    pub fn record_json(&self) -> serde_json::Value {
+        match &self.record {
+            Some(record) => (**record).clone(),
+            None => serde_json::json!({
+                "id": self.id,
+                "collectionId": self.collection_id,
+                "collectionName": self.collection_name,
+            }),
+        }
+    }
 }
 
 /// Whether an identity is a superuser's by PocketBase's fixed collection.

@@ -34,6 +34,9 @@ struct Claims {
     superuser: bool,
     #[serde(default, rename = "type")]
     kind: Option<String>,
+    /// Every claim: the auth record rules and filters read as `@request.auth.*`.
+    #[serde(flatten)]
+    all: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The key families, each with the algorithms it can verify.
@@ -132,11 +135,19 @@ impl JwtVerifier {
         }
         let superuser = claims.superuser
             || is_superusers_collection(&claims.collection_id, &claims.collection_name);
+        let mut record = claims.all;
+        record.insert("id".into(), claims.id.clone().into());
+        record.insert("collectionId".into(), claims.collection_id.clone().into());
+        record.insert(
+            "collectionName".into(),
+            claims.collection_name.clone().into(),
+        );
         Some(Auth {
             id: claims.id,
             collection_id: claims.collection_id,
             collection_name: claims.collection_name,
             superuser,
+            record: Some(std::sync::Arc::new(record.into())),
         })
     }
 }
@@ -226,6 +237,7 @@ mod tests {
                 collection_id: "_pb_users_auth_".into(),
                 collection_name: "users".into(),
                 superuser: false,
+                record: None,
             })
         );
     }

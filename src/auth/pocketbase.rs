@@ -208,6 +208,9 @@ struct Record {
     id: String,
     collection_id: String,
     collection_name: String,
+    /// Every field: what rules and filters read as `@request.auth.*`.
+    #[serde(flatten)]
+    all: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Checker {
@@ -320,11 +323,19 @@ impl Checker {
             Ok(AuthResponse { record }) if !record.id.is_empty() => {
                 let superuser =
                     is_superusers_collection(&record.collection_id, &record.collection_name);
+                let mut fields = record.all;
+                fields.insert("id".into(), record.id.clone().into());
+                fields.insert("collectionId".into(), record.collection_id.clone().into());
+                fields.insert(
+                    "collectionName".into(),
+                    record.collection_name.clone().into(),
+                );
                 Outcome::Definite(Some(Auth {
                     id: record.id,
                     collection_id: record.collection_id,
                     collection_name: record.collection_name,
                     superuser,
+                    record: Some(Arc::new(fields.into())),
                 }))
             }
             _ => {
@@ -379,6 +390,7 @@ mod tests {
             collection_id: "c".into(),
             collection_name: "users".into(),
             superuser: false,
+            record: None,
         };
         cache.insert(
             "t".into(),
@@ -413,6 +425,7 @@ mod tests {
             collection_id: "c".into(),
             collection_name: String::new(),
             superuser: false,
+            record: None,
         });
         checker.remember(&long, now + 3600, &auth);
         let until = cache.get(long.as_str()).unwrap().until;

@@ -384,6 +384,7 @@ mod tests {
             collection_id: "_pb_users_auth_".into(),
             collection_name: "users".into(),
             superuser: false,
+            record: None,
         }
     }
 
@@ -393,6 +394,7 @@ mod tests {
             collection_id: "pbc_3142635823".into(),
             collection_name: "_superusers".into(),
             superuser: true,
+            record: None,
         }
     }
 

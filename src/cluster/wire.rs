@@ -11,9 +11,10 @@
 use crate::auth::Auth;
 use crate::core::{ClientInfo, ClientOp, CoreError, NodeId, OpReply, StoreOp};
 use crate::hooks::{HookError, Reject};
-use crate::message::{Audience, Message, Target, UserIds};
+use crate::message::{Action, Audience, CollectionRules, Message, RecordEvent, Target, UserIds};
 use smallvec::SmallVec;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 const VERSION: u8 = 1;
 const PUBLISH: u8 = b'P';
@@ -85,6 +86,26 @@ pub fn publish(from: NodeId, msg: &Message) -> Vec<u8> {
         }
     }
     w.bytes(&msg.data);
+    match &msg.record {
+        None => w.u8(0),
+        Some(ev) => {
+            w.u8(1);
+            w.str(&ev.collection);
+            w.opt_str(ev.collection_id.as_deref());
+            w.str(&ev.record_id);
+            w.str(ev.action.as_str());
+            w.json(&ev.record);
+            match &ev.rules {
+                None => w.u8(0),
+                Some(rules) => {
+                    w.u8(1);
+                    w.opt_str(rules.list.text());
+                    w.opt_str(rules.view.text());
+                    w.json(&rules.schema.as_ref().map(|s| &s.source));
+                }
+            }
+        }
+    }
     w.0
 }
 
@@ -264,10 +285,43 @@ fn read_message(r: &mut Reader<'_>) -> Result<Message, Malformed> {
         _ => return Err(Malformed("target")),
     };
     let data = r.bytes()?.into();
+    let record = match r.u8()? {
+        0 => None,
+        1 => {
+            let collection = r.string()?.into();
+            let collection_id = r.opt_string()?.map(Into::into);
+            let record_id = r.string()?.into();
+            let action = Action::from_name(&r.string()?).ok_or(Malformed("action"))?;
+            let record = r.json()?;
+            let rules = match r.u8()? {
+                0 => None,
+                1 => {
+                    let (list, view) = (r.opt_string()?, r.opt_string()?);
+                    let schema: Option<serde_json::Value> = r.json()?;
+                    Some(CollectionRules::new(
+                        list.as_deref(),
+                        view.as_deref(),
+                        schema,
+                    ))
+                }
+                _ => return Err(Malformed("rules")),
+            };
+            Some(Arc::new(RecordEvent {
+                collection,
+                collection_id,
+                record_id,
+                action,
+                record,
+                rules,
+            }))
+        }
+        _ => return Err(Malformed("record")),
+    };
     Ok(Message {
         target,
         data,
         audience,
+        record,
     })
 }
 
@@ -454,7 +508,6 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Action;
 
     fn round_trip(bytes: Vec<u8>) -> Envelope {
         let node = NodeId::parse(&bytes[2..6]).unwrap();
@@ -477,6 +530,16 @@ mod tests {
             Message::to_user("u1", Some("users"), "inbox", *b"1")
                 .for_audience(Audience::Superusers),
             Message::broadcast("all", *b"{}"),
+            {
+                let mut m = Message::record("notes", None, Action::Delete, "n1", br#"{"id":"n1"}"#);
+                let ev = Arc::get_mut(m.record.as_mut().unwrap()).unwrap();
+                ev.rules = Some(CollectionRules::new(
+                    Some("owner = @request.auth.id"),
+                    None,
+                    Some(serde_json::json!({"fields": [{"name": "owner", "type": "text"}]})),
+                ));
+                m
+            },
         ] {
             let env = round_trip(publish(node, &msg));
             assert_eq!(env.payload, Payload::Publish(msg));
@@ -498,6 +561,7 @@ mod tests {
                     collection_id: "c".into(),
                     collection_name: "users".into(),
                     superuser: false,
+                    record: None,
                 }),
             },
             ClientOp::Send {

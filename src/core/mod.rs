@@ -26,6 +26,7 @@ pub(crate) mod outbox;
 pub(crate) mod policy;
 pub(crate) mod pubsub;
 pub(crate) mod queue;
+pub(crate) mod records;
 pub(crate) mod registry;
 pub mod stats;
 pub mod topics;
@@ -43,7 +44,7 @@ pub use stats::{CoreStats, Counters};
 use crate::auth::Auth;
 use crate::frame::{BodyMode, Frame, ID_LEN};
 use crate::hooks::{EndReason, Outcome, Request};
-use crate::message::{Audience, Message, Target};
+use crate::message::{Audience, Message, RecordEvent, Target};
 use crate::runtime::SocketRef;
 use bytes::Bytes;
 use client::Client;
@@ -53,6 +54,7 @@ use pubsub::PubSub;
 use registry::Registry;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use writer::Writer;
@@ -316,7 +318,13 @@ impl Core {
             self.pubsub.add_user(&new.id, key as u32);
         }
         if auth.is_some() || client.extra.is_some() {
-            client.extra_mut().auth = auth;
+            // Rules and filters read the auth record: kept ready, not made per event.
+            client.extra_mut().auth = auth.map(|mut a| {
+                if a.record.is_none() {
+                    a.record = Some(Arc::new(a.record_json()));
+                }
+                a
+            });
         }
         let before = client.subs.len() as u64;
         self.pubsub.replace(key as u32, &mut client.subs, &subs);
@@ -372,6 +380,14 @@ impl Core {
             delivery.stats.messages += 1;
             if let Target::All { event } = &msg.target {
                 recipients += to_everyone(&mut delivery, registry, msg, event);
+                continue;
+            }
+            if let Some(event) = msg
+                .record
+                .as_deref()
+                .filter(|e| has_rules_or_options(e, pubsub, msg))
+            {
+                recipients += to_record_subscribers(&mut delivery, registry, pubsub, msg, event);
                 continue;
             }
             // Most messages are for everyone: decided once, not per recipient.
@@ -622,6 +638,67 @@ fn to_everyone(
             )
         {
             recipients += 1;
+        }
+    }
+    recipients
+}
+
+/// Whether a record event needs per-subscriber rules or per-subscription
+/// options (otherwise it goes the common way, decided by its audience).
+fn has_rules_or_options(event: &RecordEvent, pubsub: &PubSub, msg: &Message) -> bool {
+    event.rules.is_some() || pubsub.any_options(msg)
+}
+
+/// Delivers a record event to the subscribers PocketBase's rules and each
+/// subscription's options admit (`core::records`); returns how many got it.
+#[inline(never)]
+fn to_record_subscribers(
+    delivery: &mut Delivery<'_>,
+    registry: &mut Registry,
+    pubsub: &PubSub,
+    msg: &Message,
+    event: &RecordEvent,
+) -> u64 {
+    let now = SystemTime::now();
+    let schema = event.rules.as_ref().and_then(|r| r.schema.as_deref());
+    let mut recipients = 0;
+    for group in pubsub.groups(msg) {
+        let rule = event.rule_for(channel_of(group.name));
+        // Trimmed to the subscription's `fields`: serialised once for all its subscribers.
+        let (frame, data) = match group.options.and_then(|o| o.fields()) {
+            Some(fields) => {
+                let data = event.payload(&fields.project(&event.record));
+                let frame = Rc::new(Frame::new(group.name.as_bytes(), &data));
+                (frame, std::borrow::Cow::Owned(data))
+            }
+            None => (group.frame.clone(), std::borrow::Cow::Borrowed(&*msg.data)),
+        };
+        let mut deliver_all = |filter: Option<&crate::filter::Filter>| {
+            for &key in group.clients {
+                let client = registry.client_mut(key as usize);
+                if records::admits(event, &msg.audience, rule, filter, client, now)
+                    && matches!(
+                        delivery.deliver(
+                            key,
+                            client,
+                            &frame,
+                            group.name,
+                            &data,
+                            OverCap::Disconnect
+                        ),
+                        Ok(true)
+                    )
+                {
+                    recipients += 1;
+                }
+            }
+        };
+        match group.options {
+            // An invalid filter: this subscription receives nothing.
+            Some(options) => {
+                options.with_filter(schema, &mut deliver_all);
+            }
+            None => deliver_all(None),
         }
     }
     recipients

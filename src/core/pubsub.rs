@@ -7,6 +7,7 @@
 //! recipients with their frame. It never touches a client's queue or a
 //! socket: what a delivery does is the caller's business (`core::delivery`).
 
+use super::records::Options;
 use super::topics::{TopicId, Topics};
 use super::users::Users;
 use crate::frame::Frame;
@@ -22,14 +23,22 @@ pub struct Group<'a> {
     pub name: &'a str,
     /// Client slab keys.
     pub clients: &'a [u32],
+    /// The subscription string's record-event options (`filter`, `fields`).
+    pub options: Option<&'a Options>,
 }
 
 impl<'a> Group<'a> {
-    fn new(name: &'a str, data: &[u8], clients: &'a [u32]) -> Group<'a> {
+    fn new(
+        name: &'a str,
+        data: &[u8],
+        clients: &'a [u32],
+        options: Option<&'a Options>,
+    ) -> Group<'a> {
         Group {
             frame: Rc::new(Frame::new(name.as_bytes(), data)),
             name,
             clients,
+            options,
         }
     }
 }
@@ -157,6 +166,18 @@ impl PubSub {
         self.topics.len()
     }
 
+    /// Whether a subscription string `msg` reaches has record-event options.
+    pub fn any_options(&self, msg: &Message) -> bool {
+        let Target::Topics(topics) = &msg.target else {
+            return false;
+        };
+        topics.iter().any(|topic| {
+            self.topics
+                .matching(topic)
+                .any(|sub| self.topics.options(sub).is_some())
+        })
+    }
+
     /// The recipients of `msg`, one [`Group`] per matching subscription
     /// string (or one for the user a message is for), in subscription order.
     /// Each group's frame is built when the group is reached, once for all
@@ -173,11 +194,13 @@ impl PubSub {
             .flat_map(move |topic| self.topics.matching(topic))
             .map(move |sub| {
                 let name = self.topics.name(sub);
-                Group::new(name, &msg.data, self.topics.subscribers(sub))
+                // Only record events have options that matter.
+                let options = msg.record.as_ref().and_then(|_| self.topics.options(sub));
+                Group::new(name, &msg.data, self.topics.subscribers(sub), options)
             });
         let by_user = user.and_then(move |(id, event)| {
             let keys = self.users.clients(id);
-            (!keys.is_empty()).then(|| Group::new(event, &msg.data, keys))
+            (!keys.is_empty()).then(|| Group::new(event, &msg.data, keys, None))
         });
         by_topic.chain(by_user)
     }

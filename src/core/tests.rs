@@ -77,6 +77,7 @@ fn user(id: &str, superuser: bool) -> Option<Auth> {
         .into(),
         collection_name: if superuser { "_superusers" } else { "users" }.into(),
         superuser,
+        record: None,
     })
 }
 
@@ -568,4 +569,105 @@ fn per_address_and_topic_caps() {
         Err(CoreError::TooManyTopics)
     );
     assert_eq!(c.client_info(&id2, k2).unwrap().subscriptions.len(), 10);
+}
+
+/// A record event with the collection's rules, as the forwarder sends it.
+fn post(id: &str, owner: &str, status: &str, list: Option<&str>, view: Option<&str>) -> Message {
+    use crate::message::{CollectionRules, RecordEvent};
+    let record = serde_json::json!({"id": id, "owner": owner, "status": status, "title": "T"});
+    let json = record.to_string();
+    let schema = serde_json::json!({"fields": [
+        {"name": "id", "type": "text"}, {"name": "owner", "type": "text"},
+        {"name": "status", "type": "text"}, {"name": "title", "type": "text"}
+    ]});
+    Message::record_event(
+        RecordEvent {
+            collection: "posts".into(),
+            collection_id: Some("pbc_1".into()),
+            record_id: id.into(),
+            action: Action::Create,
+            record,
+            rules: Some(CollectionRules::new(list, view, Some(schema))),
+        },
+        json.as_bytes(),
+    )
+}
+
+fn options(json: &str) -> String {
+    form_urlencoded::byte_serialize(json.as_bytes()).collect()
+}
+
+#[test]
+fn record_rules_and_subscription_filters_decide_per_subscriber() {
+    let mut c = core();
+    let mut who = Vec::new();
+    let filtered = format!(
+        "posts/*?options={}",
+        options(r#"{"query":{"filter":"status = 'published'"}}"#)
+    );
+    for (auth, subs) in [
+        (None, vec!["posts/*".to_owned()]),
+        (
+            user("u1", false),
+            vec!["posts/*".to_owned(), "posts/p1".to_owned()],
+        ),
+        (user("u2", false), vec![filtered.clone()]),
+        (user("su", true), vec!["posts".to_owned()]),
+    ] {
+        let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+        c.set_subscriptions(&id, k, LOCAL, subs, auth).unwrap();
+        who.push(k);
+    }
+    // List rule: owners only; view rule: everyone; superusers bypass rules.
+    let owner_only = Some("owner = @request.auth.id");
+    assert_eq!(
+        c.publish(&[post("p1", "u1", "draft", owner_only, Some(""))]),
+        3
+    );
+    // u1 (owner) on posts/* and posts/p1 (view rule ""), the superuser.
+    // A draft owned by u2: u2's own filter wants published posts only.
+    assert_eq!(
+        c.publish(&[post("p2", "u2", "draft", owner_only, Some(""))]),
+        1
+    );
+    assert_eq!(
+        c.publish(&[post("p3", "u2", "published", owner_only, Some(""))]),
+        2
+    );
+    // null rules: superusers only; "" everyone (the filter still applies).
+    assert_eq!(c.publish(&[post("p4", "u9", "draft", None, None)]), 1);
+    assert_eq!(
+        c.publish(&[post("p5", "u9", "published", Some(""), None)]),
+        4
+    );
+    // A rule the edge cannot evaluate: the audience decides (public here).
+    let joined = Some("@collection.members.user ?= @request.auth.id");
+    assert_eq!(c.publish(&[post("p6", "u9", "published", joined, None)]), 4);
+    let superusers = post("p7", "u9", "published", joined, None).for_audience(Audience::Superusers);
+    assert_eq!(c.publish(&[superusers]), 1);
+}
+
+#[test]
+fn fields_trim_the_record_once_per_subscription() {
+    let mut c = core();
+    let sub = format!(
+        "posts/*?options={}",
+        options(r#"{"query":{"fields":"id,title"}}"#)
+    );
+    let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.set_subscriptions(&id, k, LOCAL, vec![sub.clone(), "posts/p1".into()], None)
+        .unwrap();
+    assert_eq!(
+        c.publish(&[post("p1", "u1", "draft", Some(""), Some(""))]),
+        2
+    );
+    let out = String::from_utf8(render(&mut c, k)).unwrap();
+    assert!(
+        out.contains(&format!("event:{sub}\ndata:{{\"record\":{{\"id\":\"p1\",\"title\":\"T\"}},\"action\":\"create\"}}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("event:posts/p1\ndata:{\"record\":{\"id\":\"p1\",\"owner\""),
+        "{out}"
+    );
 }

@@ -11,9 +11,11 @@
 //! Each interned subscription knows its subscribers; when the last one leaves,
 //! the string and its index entries are freed, so churn does not grow memory.
 
+use super::records::Options;
 use ahash::{AHashMap, RandomState};
 use slab::Slab;
 use smallvec::SmallVec;
+use std::cell::OnceCell;
 use std::rc::Rc;
 
 pub type TopicId = u32;
@@ -29,6 +31,9 @@ struct Topic {
     name: Rc<str>,
     /// Client slab keys; a client holds each subscription string once.
     subscribers: Vec<u32>,
+    /// Its record-event options (`filter`, `fields`), read when a record
+    /// event first reaches it.
+    options: OnceCell<Option<Box<Options>>>,
 }
 
 #[derive(Debug)]
@@ -97,6 +102,15 @@ impl Topics {
         &self.topics[id as usize].name
     }
 
+    /// The record-event options of `id`, if it has any.
+    pub fn options(&self, id: TopicId) -> Option<&Options> {
+        let topic = &self.topics[id as usize];
+        topic
+            .options
+            .get_or_init(|| Options::parse(&topic.name))
+            .as_deref()
+    }
+
     pub fn subscribers(&self, id: TopicId) -> &[u32] {
         &self.topics[id as usize].subscribers
     }
@@ -124,6 +138,7 @@ impl Topics {
         let id = self.topics.insert(Topic {
             name: name.clone(),
             subscribers: Vec::new(),
+            options: OnceCell::new(),
         }) as TopicId;
         for len in Self::keys(&name) {
             let hash = self.hasher.hash_one(&name.as_bytes()[..len]);
