@@ -15,7 +15,9 @@
 //! per healthy stream, a health prober and an RSS sampler around the attack. Cases run one at a
 //! time: they measure latency and memory, and two at once would measure each other. A failing
 //! case lists every violation with what was measured; `-- --nocapture` prints every case's
-//! figures.
+//! figures. Those include the worst health latency in a quarter second just before the attack:
+//! when that one is high too, a timing failure is the machine's (other builds on a shared
+//! machine), not the attack's; rerun the case.
 //!
 //! Some cases fail against a server that is not hardened: that is what they are for. Expected
 //! statuses follow PocketBase 0.40.6 (`shared/research/pb-protocol.md`); where PocketBase has no
@@ -2111,9 +2113,9 @@ fn subscribe_client_id_of_256_bytes() {
 }
 
 /// `?`-heavy subscriptions: each is reachable by every prefix that ends before a `?`, so 1000
-/// of them from four clients share the index entries of `a`, `a?`, `a??`… Replacing them five
-/// times (each POST frees 1000 and adds 1000) must stay cheap (under 500 ms a POST), and a
-/// publish to `a` reaches every one.
+/// of them from four clients share the index entries of `a`, `a?`, `a??`… Each client posts
+/// 1000, replaces them by one 2500-byte `a????…` topic, then posts 1000 more: every POST must
+/// stay cheap (under 500 ms), and a publish to `a` reaches every subscription.
 #[test]
 fn subscribe_question_mark_topics() {
     case("subscribe_question_mark_topics")
@@ -2130,9 +2132,16 @@ fn subscribe_question_mark_topics() {
                     let (marks, worst) = (&marks, &worst);
                     a.spawn(s, move || {
                         let mut conn = Conn::connect(a.addr());
-                        for round in 0..5 {
-                            let topics: Vec<String> =
-                                (0..1000).map(|i| format!("a{marks}{round}-{i}")).collect();
+                        let first = (0..1000).map(|i| format!("a{marks}first-{i}")).collect();
+                        let all_marks = format!("a{}", "?".repeat(2499));
+                        let last = (0..1000).map(|i| format!("a{marks}last-{i}")).collect();
+                        let rounds: [(&str, Vec<String>); 3] = [
+                            ("1000 ?-heavy subscriptions", first),
+                            // Replaces (frees) the first 1000.
+                            ("a 2500-byte a????… topic", vec![all_marks, "a?x".into()]),
+                            ("1000 more ?-heavy subscriptions", last),
+                        ];
+                        for (what, topics) in rounds {
                             let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
                             let t = Instant::now();
                             conn.send(&curl_post_json(
@@ -2140,27 +2149,28 @@ fn subscribe_question_mark_topics() {
                                 "/api/realtime",
                                 subs_body(&c.id, &refs).as_bytes(),
                             ));
-                            conn.read_response()
-                                .assert_204("1000 ?-heavy subscriptions");
+                            match conn.try_read_response(Duration::from_secs(30)) {
+                                Ok(r) if r.status() == 204 => {}
+                                Ok(r) => {
+                                    a.fail(format!(
+                                        "{what}: answered {} after {}: {}",
+                                        r.head.status_line(),
+                                        ms(t.elapsed()),
+                                        r.body_str()
+                                    ));
+                                    return;
+                                }
+                                Err(e) => {
+                                    a.fail(format!(
+                                        "{what}: no answer after {}: {e}",
+                                        ms(t.elapsed())
+                                    ));
+                                    return;
+                                }
+                            }
                             let mut w = lock(worst);
                             *w = (*w).max(t.elapsed());
                         }
-                        let all_marks = format!("a{}", "?".repeat(2499));
-                        conn.send(&curl_post_json(
-                            &a.host(),
-                            "/api/realtime",
-                            subs_body(&c.id, &[&all_marks, "a?x"]).as_bytes(),
-                        ));
-                        conn.read_response().assert_204("a 2500-byte a????… topic");
-                        let topics: Vec<String> =
-                            (0..1000).map(|i| format!("a{marks}last-{i}")).collect();
-                        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-                        conn.send(&curl_post_json(
-                            &a.host(),
-                            "/api/realtime",
-                            subs_body(&c.id, &refs).as_bytes(),
-                        ));
-                        conn.read_response().assert_204("the last 1000");
                     });
                 }
             });
@@ -2172,7 +2182,7 @@ fn subscribe_question_mark_topics() {
                 )
             });
             a.note(format!(
-                "slowest replacement of 1000 ?-heavy subscriptions: {}",
+                "slowest replacement of ?-heavy subscriptions: {}",
                 ms(worst)
             ));
             let r = a.srv.publish("a", "1");
@@ -2991,9 +3001,8 @@ fn forged_tokens_are_guests() {
     )
     .expect("write the rules file");
     let rules_path = rules.to_str().expect("a UTF-8 temp path").to_string();
-    let rules_flag: &'static str = Box::leak(rules_path.into_boxed_str());
     case("forged_tokens_are_guests")
-        .flags(&["--auth-jwt-secret", SECRET, "--rules", rules_flag])
+        .flags(&["--auth-jwt-secret", SECRET, "--rules", &rules_path])
         .run(|a| {
             let far = unix_now() + 3600;
             let none_header = b64url(br#"{"alg":"none","typ":"JWT"}"#);
