@@ -1134,6 +1134,8 @@ fn slowloris(a: &Attack<'_>, what: &str, n: usize, at_once: &[u8], trickle: &[u8
     ));
 }
 
+/// Slowloris on the head: 300 connections send a request head one byte every 100 ms. Each is
+/// closed at the head timeout, with a 408 or nothing.
 #[test]
 fn slowloris_request_head() {
     case("slowloris_request_head")
@@ -1148,6 +1150,8 @@ fn slowloris_request_head() {
         });
 }
 
+/// Slowloris on the body: 300 connections send a whole head announcing 4 KiB, then the body one
+/// byte every 100 ms. Each is closed at the head timeout, with a 408 or nothing.
 #[test]
 fn slowloris_request_body() {
     case("slowloris_request_body")
@@ -1627,6 +1631,8 @@ fn broken_chunked(a: &Attack<'_>, size_line: &str, after_data: &str) -> Vec<u8> 
     req
 }
 
+/// Chunk sizes that are not hex (`zz`, `-1`, `0x…`, `+…`, `… 1`, 17 digits) and a size line with
+/// no digits at all: 400 and the close; the publish of INJECTED in the chunk is never executed.
 #[test]
 fn chunked_bad_hex() {
     case("chunked_bad_hex").run(|a| {
@@ -1661,6 +1667,8 @@ fn chunked_bad_hex() {
     });
 }
 
+/// Chunk data not followed by CR LF (other bytes, a bare LF or CR, nothing, more data than the
+/// size said): 400 and the close; the publish of INJECTED in the chunk is never executed.
 #[test]
 fn chunked_missing_crlf_after_data() {
     case("chunked_missing_crlf_after_data").run(|a| {
@@ -2002,6 +2010,8 @@ fn repeat_subscribe(
     a.note(format!("{what}: slowest answer {}", ms(*lock(&worst))));
 }
 
+/// 1001 subscriptions (also of 2500 bytes each, a 2.5 MB body), over and over from four clients:
+/// PocketBase's exact 400, and each client's own subscription still works afterwards.
 #[test]
 fn subscribe_1001_subscriptions() {
     case("subscribe_1001_subscriptions")
@@ -2043,6 +2053,8 @@ fn subscribe_1001_subscriptions() {
         });
 }
 
+/// A 2501-byte topic, and 1000 of them in one 2.5 MB body (every index reported, in Go's key
+/// order): PocketBase's exact 400, nothing changed.
 #[test]
 fn subscribe_topic_of_2501_bytes() {
     case("subscribe_topic_of_2501_bytes")
@@ -2087,6 +2099,8 @@ fn subscribe_topic_of_2501_bytes() {
         });
 }
 
+/// Client ids over 255 bytes (256 ASCII, 128 × `é`, a real id padded, 1 MiB): PocketBase's
+/// exact 400, nothing changed.
 #[test]
 fn subscribe_client_id_of_256_bytes() {
     case("subscribe_client_id_of_256_bytes")
