@@ -134,6 +134,12 @@ impl Conn {
         Conn::from_stream(sock.into())
     }
 
+    /// Like [`Conn::connect`], returning the error instead of panicking (for tests that open
+    /// connections until something gives).
+    pub fn try_connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+        TcpStream::connect_timeout(&addr, timeout).map(Conn::from_stream)
+    }
+
     fn from_stream(stream: TcpStream) -> Conn {
         stream.set_nodelay(true).ok();
         stream
@@ -337,6 +343,99 @@ impl Conn {
         (std::mem::take(&mut self.buf), end)
     }
 
+    /// Whether the peer has closed or reset the connection, without reading: bytes it sent before
+    /// closing may still wait unread (`POLLRDHUP`), so a client that never reads can tell.
+    pub fn peer_closed(&self) -> bool {
+        self.poll_now(libc::POLLRDHUP) & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+
+    /// Whether bytes (or an end) are waiting to be read, without reading them: for a client that
+    /// keeps sending until the server answers.
+    pub fn readable(&self) -> bool {
+        !self.buf.is_empty() || self.poll_now(libc::POLLIN | libc::POLLRDHUP) != 0
+    }
+
+    /// The `revents` of a `poll` for `events` that does not wait.
+    fn poll_now(&self, events: libc::c_short) -> libc::c_short {
+        let mut fd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no waiting.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        if n > 0 { fd.revents } else { 0 }
+    }
+
+    /// Close with a reset (`SO_LINGER` 0): the peer sees `ECONNRESET`, not a polite FIN.
+    pub fn reset(self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+    }
+
+    /// Read one response within `timeout`, returning what went wrong instead of panicking (for
+    /// threads that must go on after a bad answer). Body framing as [`Conn::read_response`].
+    pub fn try_read_response(&mut self, timeout: Duration) -> io::Result<Response> {
+        let deadline = Instant::now() + timeout;
+        let result = self.try_read_response_until(deadline);
+        self.set_read_timeout(READ_TIMEOUT);
+        result
+    }
+
+    fn try_read_response_until(&mut self, deadline: Instant) -> io::Result<Response> {
+        let head = loop {
+            if let Some(h) = wire::parse_head(&self.buf)? {
+                let raw = self.take(h.len);
+                break Head::parse(raw);
+            }
+            self.fill_until(deadline, "a response head")?;
+        };
+        let f = head.framing;
+        let body = if f.status == 204 || f.status == 304 || f.status < 200 {
+            Vec::new()
+        } else if let Some(n) = f.content_length {
+            let n = usize::try_from(n).map_err(|_| io::Error::other("huge Content-Length"))?;
+            while self.buf.len() < n {
+                self.fill_until(deadline, "a response body")?;
+            }
+            self.take(n)
+        } else if f.chunked {
+            loop {
+                if let Some((body, used)) = dechunk_prefix(&self.buf)? {
+                    self.take(used);
+                    break body;
+                }
+                self.fill_until(deadline, "a chunked response body")?;
+            }
+        } else {
+            Vec::new()
+        };
+        Ok(Response { head, body })
+    }
+
+    /// One more read before `deadline`; EOF and the deadline are errors naming `what`.
+    fn fill_until(&mut self, deadline: Instant, what: &str) -> io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out waiting for {what}; got {}", show(&self.buf)),
+            ));
+        }
+        self.set_read_timeout(left);
+        match self.fill() {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("EOF while reading {what}; got {}", show(&self.buf)),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) if is_timeout(&e) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out waiting for {what}; got {}", show(&self.buf)),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Expect the peer to close the connection now, with nothing more sent.
     #[track_caller]
     pub fn expect_close(&mut self, ctx: &str) {
@@ -347,6 +446,20 @@ impl Conn {
             show(&rest)
         );
     }
+}
+
+/// A complete chunked body at the start of `buf`: the payload and the bytes it used.
+fn dechunk_prefix(buf: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+    let (mut body, mut used) = (Vec::new(), 0);
+    while let Some(c) = wire::next_chunk(&buf[used..])? {
+        let payload = used + c.payload.start..used + c.payload.end;
+        used += c.len;
+        if payload.is_empty() {
+            return Ok(Some((body, used)));
+        }
+        body.extend_from_slice(&buf[payload]);
+    }
+    Ok(None)
 }
 
 /// A read that ended because its timeout passed (the kind depends on the platform).

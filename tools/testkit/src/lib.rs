@@ -8,6 +8,8 @@
 //! * [`sse`] — the SSE stream decoder, strict event parsing, the stream client;
 //! * [`wire`] — response head and chunk parsing without I/O, shared with `ringcast-loadgen`;
 //! * [`pocketbase`] — PocketBase 0.40.6's exact heads and bodies, date/id normalisation;
+//! * [`procfs`] — the server process's memory, CPU time and open files, and TCP socket states,
+//!   from `/proc`;
 //! * [`baseline`] — looser checks for the tokio+axum baseline, whose headers differ in order;
 //! * [`bytes`] — escaped rendering and comparison of bytes in assertion messages;
 //! * [`wait`] — polling with a deadline.
@@ -16,6 +18,7 @@ pub mod baseline;
 pub mod bytes;
 pub mod http;
 pub mod pocketbase;
+pub mod procfs;
 pub mod server;
 pub mod sse;
 pub mod wait;

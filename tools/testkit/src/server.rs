@@ -113,6 +113,26 @@ impl Server {
         Some(Server::start(args))
     }
 
+    /// Like [`Server::ringcast_only`], with the server's open-file limit (`RLIMIT_NOFILE`, soft
+    /// and hard) set to `nofile`: for tests that exhaust the server's descriptors.
+    pub fn ringcast_only_with_nofile(
+        test: &str,
+        why: &str,
+        args: &[&str],
+        nofile: u64,
+    ) -> Option<Server> {
+        if skip_in_external_mode(test, why) {
+            return None;
+        }
+        Some(Server::spawn_limited(
+            "ringcast",
+            &["serve"],
+            args,
+            &[],
+            Some(nofile),
+        ))
+    }
+
     /// Start the tokio+axum baseline (two workers, warnings only) with extra arguments. Never
     /// external: its tests are about the baseline itself.
     pub fn baseline(args: &[&str]) -> Server {
@@ -137,10 +157,21 @@ impl Server {
     /// `BIN LEAD… --http 127.0.0.1:PORT ARGS…` on a free port, retried when another process took
     /// the port between our probe and the server's bind.
     fn spawn(bin: &str, lead: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::spawn_limited(bin, lead, args, env, None)
+    }
+
+    /// [`Server::spawn`], with `RLIMIT_NOFILE` (soft and hard) set to `nofile` in the child.
+    fn spawn_limited(
+        bin: &str,
+        lead: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Server {
         let bin = cargo_bin(bin);
         let mut last_err = String::new();
         for _attempt in 0..5 {
-            match Self::try_spawn(&bin, lead, args, env) {
+            match Self::try_spawn(&bin, lead, args, env, nofile) {
                 Ok(s) => return s,
                 Err(e) => last_err = e,
             }
@@ -153,6 +184,7 @@ impl Server {
         lead: &[&str],
         args: &[&str],
         env: &[(&str, &str)],
+        nofile: Option<u64>,
     ) -> Result<Server, String> {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -174,11 +206,20 @@ impl Server {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: prctl is async-signal-safe, as pre_exec requires.
+        // SAFETY: prctl and setrlimit are async-signal-safe, as pre_exec requires.
         unsafe {
-            // Die with the test thread that started us, whatever happens to the test process.
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                // Die with the test thread that started us, whatever happens to the test process.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(n) = nofile {
+                    let limit = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -254,6 +295,11 @@ impl Server {
             .as_mut()?
             .try_wait()
             .expect("wait for the server process")
+    }
+
+    /// The spawned process's id (`None` in external mode or for an attached server).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn host(&self) -> String {
