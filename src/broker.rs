@@ -50,7 +50,8 @@ pub enum BrokerError {
     #[error(transparent)]
     Core(#[from] CoreError),
     /// Message `index` of a batch (`None`: the one event of a send or
-    /// broadcast) takes `bytes` on the wire, more than the `max` bytes a
+    /// broadcast) takes `bytes` on the wire (at least: its data alone, when
+    /// that is already too large), more than the `max` bytes a
     /// client may have queued (`--max-queue-bytes`): no client could ever
     /// take it, so it is refused before any core sees it.
     #[error(
@@ -321,7 +322,14 @@ impl Broker {
     pub async fn publish_messages(&self, batch: Vec<Message>) -> Result<u64, BrokerError> {
         for (index, message) in batch.iter().enumerate() {
             message.event_names().try_for_each(check_event)?;
-            self.check_size(Some(index), message.wire_len())?;
+            // Data alone over the cap is refused without measuring its
+            // lines (a scan of megabytes on the core for a known answer).
+            let bytes = if message.data.len() > self.max_event_bytes {
+                message.data.len()
+            } else {
+                message.wire_len()
+            };
+            self.check_size(Some(index), bytes)?;
         }
         let batch: Arc<[Message]> = batch.into();
         let Some(cluster) = &self.cluster else {

@@ -13,7 +13,7 @@ use crate::ctx::CoreCtx;
 use crate::http::error::ApiError;
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Head};
 use crate::http::response;
-use crate::runtime::{ReadFuture, Socket};
+use crate::runtime::{self, ReadFuture, Socket};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -61,12 +61,14 @@ impl Connection {
         }
     }
 
-    /// Reads until a complete request head is buffered, within the timeouts.
-    pub async fn next_request(&mut self) -> Result<Box<Head>, Stop> {
+    /// Reads until a complete request head is buffered, within the timeouts:
+    /// `--head-timeout` from its first byte, or from the accept for the first
+    /// request of a `fresh` connection; `--keepalive-timeout` between requests.
+    pub async fn next_request(&mut self, fresh: bool) -> Result<Box<Head>, Stop> {
         let config = &self.ctx.config;
         let (head_timeout, keepalive) = (config.head_timeout, config.keepalive_timeout);
         let max_head = config.max_header_bytes;
-        let mut deadline = deadline_after(if self.buf.is_empty() {
+        let mut deadline = deadline_after(if self.buf.is_empty() && !fresh {
             keepalive
         } else {
             head_timeout
@@ -127,6 +129,8 @@ impl Connection {
             BodyFraming::None => Ok(Some(Vec::new())),
             BodyFraming::Length(n) if n > max => Err(request::body_too_large(max)),
             BodyFraming::Length(n) => {
+                // Room for the whole body at once: no copy per doubling.
+                self.buf.reserve(n.saturating_sub(self.buf.len()));
                 self.send_continue(head, n).await;
                 while self.buf.len() < n {
                     if !self.read_within(deadline).await? {
@@ -170,7 +174,7 @@ impl Connection {
         match tokio::time::timeout(self.ctx.config.write_timeout, write).await {
             Ok(result) => result,
             Err(_) => {
-                self.socket.close();
+                self.socket.reset();
                 Err(io::ErrorKind::TimedOut.into())
             }
         }
@@ -244,10 +248,33 @@ fn deadline_after(d: Duration) -> Instant {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.socket.close();
+        let socket = self.socket.clone();
+        if socket.unsent() == 0 || socket.is_reset() {
+            socket.close();
+        } else {
+            // A peer that still has to take what it was sent gets a write
+            // timeout to do so; one that does not read is then reset, so
+            // that the FIN does not wait behind data it will never take.
+            let timeout = self.ctx.config.write_timeout;
+            runtime::spawn(linger(socket, timeout));
+        }
         self.ctx
             .core
             .borrow_mut()
             .close_connection(self.key as usize);
     }
+}
+
+/// Closes `socket` once the peer has taken what it was sent, or resets it
+/// when that takes longer than `timeout`.
+async fn linger(socket: Socket, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    socket.shutdown_write();
+    while socket.unsent() > 0 {
+        if Instant::now() >= deadline {
+            return socket.reset();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    socket.close();
 }

@@ -168,7 +168,7 @@ impl<'a> Iterator for DataLines<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let rest = self.rest?;
-        match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        match memchr::memchr2(b'\n', b'\r', rest) {
             None => {
                 self.rest = None;
                 Some(rest)

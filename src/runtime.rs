@@ -49,6 +49,17 @@ pub fn run<F: Future>(main: F) -> F::Output {
         .start(main)
 }
 
+/// Makes the calling thread yield the CPU to the cores (nice 19): for
+/// background work that must not slow the event loops down on a machine with
+/// few cores. On Linux a thread's nice value is its own.
+pub fn lower_priority() {
+    // SAFETY: setpriority(2) on the calling thread (who = 0); failure is harmless.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+}
+
+/// `TCP_CLOSE` in `tcp_info.tcpi_state` (include/net/tcp_states.h).
+const TCP_CLOSE: u8 = 7;
+
 /// Spawns a task on the current core's loop.
 pub fn spawn<F: Future + 'static>(task: F) {
     tokio_uring::spawn(task);
@@ -206,5 +217,89 @@ impl Socket {
     /// and the fd is closed once the last in-flight op lets go of it.
     pub fn close(&self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Bytes written to the socket that the peer has not acknowledged yet;
+    /// none once the connection is gone (the kernel's count stays as it was
+    /// when a reset arrives, but nothing will ever be sent).
+    pub fn unsent(&self) -> usize {
+        if self.is_closed() {
+            return 0;
+        }
+        let mut n: libc::c_int = 0;
+        // SAFETY: ioctl(2) TIOCOUTQ (SIOCOUTQ) writes one int.
+        let r = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if r == 0 {
+            usize::try_from(n).unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    /// Whether the TCP connection is over (`TCP_CLOSE`: reset by the peer,
+    /// or closed both ways).
+    fn is_closed(&self) -> bool {
+        // The state is tcp_info's first byte; the kernel copies no more
+        // than it is asked for.
+        let mut state: u8 = 0;
+        let mut len: libc::socklen_t = 1;
+        // SAFETY: getsockopt(2) TCP_INFO into a one-byte buffer of that length.
+        let r = unsafe {
+            libc::getsockopt(
+                self.stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                std::ptr::addr_of_mut!(state).cast(),
+                &mut len,
+            )
+        };
+        r != 0 || state == TCP_CLOSE
+    }
+
+    /// Whether [`Socket::reset`] was called: closing it then resets it.
+    pub fn is_reset(&self) -> bool {
+        let mut linger = libc::linger {
+            l_onoff: 0,
+            l_linger: 0,
+        };
+        let mut len = std::mem::size_of::<libc::linger>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) into a linger struct of the given size.
+        let r = unsafe {
+            libc::getsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                std::ptr::addr_of_mut!(linger).cast(),
+                &mut len,
+            )
+        };
+        r == 0 && linger.l_onoff != 0 && linger.l_linger == 0
+    }
+
+    /// Sends a FIN after what is queued; reads go on.
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Cuts the connection off, for a peer that does not read: what is still
+    /// queued in the kernel is thrown away and the peer gets a reset when the
+    /// fd closes (`SO_LINGER` 0), instead of a FIN that would wait behind
+    /// megabytes it will never take.
+    pub fn reset(&self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt(2) on our own socket with a valid linger struct.
+        unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                std::ptr::addr_of!(linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        self.close();
     }
 }

@@ -227,7 +227,10 @@ impl<A: AfterStream> StreamTask<A> {
             .borrow_mut()
             .unregister(self.key as usize, reason);
         tracing::debug!(key = self.key, ?reason, "stream ended");
-        if reason.is_graceful() && self.mode != BodyMode::Raw {
+        if reason == EndReason::SlowConsumer {
+            // It does not read: do not leave what it was sent queued behind a FIN.
+            conn.socket.reset();
+        } else if reason.is_graceful() && self.mode != BodyMode::Raw {
             A::resume(conn, self.mode == BodyMode::Chunked, self.close);
         }
         // Otherwise dropping the connection closes it (and completes a write

@@ -1899,7 +1899,14 @@ fn pipelined_flood_without_reading() {
 #[test]
 fn never_read_pipelined_answers() {
     case("never_read_pipelined_answers")
-        .flags(&["--idle-timeout", "2s", "--keepalive-timeout", "2s"])
+        .flags(&[
+            "--idle-timeout",
+            "2s",
+            "--keepalive-timeout",
+            "2s",
+            "--write-timeout",
+            "2s",
+        ])
         .rss_bound(16, "4 connections whose answers back up")
         .run(|a| {
             let one = get_request(&a.host(), "/api/health");
@@ -2550,7 +2557,7 @@ fn firehose<'s>(
 #[test]
 fn never_reading_subscribers() {
     case("never_reading_subscribers")
-        .flags(&["--idle-timeout", "2s"])
+        .flags(&["--idle-timeout", "2s", "--write-timeout", "2s"])
         .rss_bound(16, "4 queues capped at --max-queue-bytes (1 MiB)")
         .run(|a| {
             let dropped_before = a.stat("dropped_clients");
@@ -2585,7 +2592,7 @@ fn never_reading_subscribers() {
 #[test]
 fn stream_end_to_never_reading_clients() {
     case("stream_end_to_never_reading_clients")
-        .flags(&["--idle-timeout", "2s", "--keepalive-timeout", "1s"])
+        .flags(&["--idle-timeout", "2s", "--keepalive-timeout", "1s", "--write-timeout", "2s"])
         .rss_bound(16, "9 small queues")
         .run(|a| {
             let deleted: Vec<SseClient> = (0..3).map(|_| never_reading_stream(a, "fill-delete")).collect();
@@ -2842,10 +2849,11 @@ fn zeros(len: usize) -> String {
     s
 }
 
-/// A 32 MiB array of zeros (the largest body allowed) as the subscribe body: 16 million tiny
-/// values, PocketBase's generic 400 (an array is not an object). Then 8 MiB of zeros as a
-/// message's data: refused (400, or 413: no queue takes it). Neither may cost more than the body
-/// once more: a parser that builds a value tree of it needs gigabytes.
+/// A 32 MiB array of zeros as the subscribe body: over the subscription route's 4 MiB limit,
+/// refused (413) before it is read, and a 4 MiB one (inside the limit) gets PocketBase's generic
+/// 400 (an array is not an object). Then 8 MiB of zeros as a message's data: refused (400, or
+/// 413: no queue takes it). None may cost more than the body once more: a parser that builds a
+/// value tree of it needs gigabytes.
 #[test]
 fn json_32_mib_array_of_zeros() {
     case("json_32_mib_array_of_zeros")
@@ -2855,6 +2863,15 @@ fn json_32_mib_array_of_zeros() {
             post_refused(
                 a,
                 "a 32 MiB array of zeros",
+                "/api/realtime",
+                body.as_bytes(),
+                &[413],
+                None,
+            );
+            let body = zeros(4 << 20);
+            post_refused(
+                a,
+                "a 4 MiB array of zeros",
                 "/api/realtime",
                 body.as_bytes(),
                 &[400],
@@ -2900,9 +2917,10 @@ fn json_huge_batches() {
         });
 }
 
-/// Huge strings in bodies within the 32 MiB limit: a 31 MiB message (no queue takes it: 413),
-/// a 31 MiB topic and client id (PocketBase's length errors), and a topic of 5 million `\u00e9`
-/// escapes. None may cost more than the body once more.
+/// Huge strings in bodies within the 32 MiB limit: a 31 MiB message (no queue takes it: 413);
+/// a 31 MiB topic and client id, over the subscription route's 4 MiB limit (413), and 3 MiB
+/// ones inside it (PocketBase's length errors); and a topic of 600,000 `\u00e9` escapes. None
+/// may cost more than the body once more.
 #[test]
 fn json_huge_strings() {
     case("json_huge_strings")
@@ -2919,31 +2937,36 @@ fn json_huge_strings() {
                 &[413],
                 None,
             );
-            let topic = format!(r#"{{"clientId":"{id}","subscriptions":["{huge}"]}}"#);
-            post_refused(
-                a,
-                "a 31 MiB topic",
-                "/api/realtime",
-                topic.as_bytes(),
-                &[400],
-                Some(&body_topics_too_long(&[0])),
-            );
-            let client = format!(r#"{{"clientId":"{huge}","subscriptions":["x"]}}"#);
-            post_refused(
-                a,
-                "a 31 MiB client id",
-                "/api/realtime",
-                client.as_bytes(),
-                &[400],
-                Some(BODY_CLIENT_ID_TOO_LONG),
-            );
+            for (what, big, status) in
+                [("31 MiB", &huge, 413), ("3 MiB", &"s".repeat(3 << 20), 400)]
+            {
+                let topic = format!(r#"{{"clientId":"{id}","subscriptions":["{big}"]}}"#);
+                let expected = (status == 400).then(|| body_topics_too_long(&[0]));
+                post_refused(
+                    a,
+                    &format!("a {what} topic"),
+                    "/api/realtime",
+                    topic.as_bytes(),
+                    &[status],
+                    expected.as_deref(),
+                );
+                let client = format!(r#"{{"clientId":"{big}","subscriptions":["x"]}}"#);
+                post_refused(
+                    a,
+                    &format!("a {what} client id"),
+                    "/api/realtime",
+                    client.as_bytes(),
+                    &[status],
+                    (status == 400).then_some(BODY_CLIENT_ID_TOO_LONG),
+                );
+            }
             let escaped = format!(
                 r#"{{"clientId":"{id}","subscriptions":["{}"]}}"#,
-                r"\u00e9".repeat(5_000_000)
+                r"\u00e9".repeat(600_000)
             );
             post_refused(
                 a,
-                "a topic of 5 million \\u00e9",
+                "a topic of 600,000 \\u00e9",
                 "/api/realtime",
                 escaped.as_bytes(),
                 &[400],

@@ -19,6 +19,7 @@ pub mod access;
 pub mod admin;
 mod caller;
 mod errors;
+mod offload;
 pub mod publish;
 pub mod stats;
 pub mod subscribe;
@@ -87,7 +88,7 @@ pub async fn answer(
     responder: &Responder<'_>,
     Admitted(endpoint): Admitted<'_>,
     head: &Head,
-    body: &[u8],
+    body: Vec<u8>,
     out: &mut Vec<u8>,
 ) {
     let result = match endpoint {
@@ -104,14 +105,12 @@ pub async fn answer(
         Endpoint::Stats => stats::handle(caller)
             .await
             .map(|body| responder.json(out, 200, &body)),
-        Endpoint::Admin(route) => {
-            admin::handle(caller, route, head, body)
-                .await
-                .map(|reply| match reply {
-                    admin::Reply::Json(body) => responder.json(out, 200, &body),
-                    admin::Reply::NoContent => responder.no_content(out),
-                })
-        }
+        Endpoint::Admin(route) => admin::handle(caller, route, head, &body)
+            .await
+            .map(|reply| match reply {
+                admin::Reply::Json(body) => responder.json(out, 200, &body),
+                admin::Reply::NoContent => responder.no_content(out),
+            }),
         Endpoint::Health { head_only } => {
             let body = health(caller);
             responder.json(out, 200, body);

@@ -23,11 +23,12 @@
 
 use super::caller::Caller;
 use super::validation::{
-    self, MAX_TOPIC_BYTES, check_event_name, field_error, invalid_type, json_object, required_str,
+    self, MAX_TOPIC_BYTES, check_event_name, field_error, invalid_type, required_str,
 };
 use crate::broker::BrokerError;
 use crate::http::error::ApiError;
 use crate::message::{Action, Audience, CollectionRules, Message, RecordEvent, UserIds};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Most messages one request may carry.
@@ -37,8 +38,8 @@ pub const MAX_BATCH: usize = 10_000;
 /// this node; in a cluster whose Redis is unreachable, with `clusterError`
 /// saying that the other nodes did not get it (not an error status: what
 /// was delivered here stays delivered, a retry would duplicate it).
-pub async fn handle(caller: &Caller<'_>, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let messages = decode_messages(body)?;
+pub async fn handle(caller: &Caller<'_>, body: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    let messages = super::offload::decode(body, decode_messages).await?;
     recipients(caller.broker.publish_messages(messages).await)
 }
 
@@ -57,51 +58,176 @@ pub fn recipients(published: Result<u64, BrokerError>) -> Result<Vec<u8>, ApiErr
 
 /// Parses a publish body into the messages it carries, in order.
 pub fn decode_messages(body: &[u8]) -> Result<Vec<Message>, ApiError> {
-    let map = json_object(
-        body,
-        r#"{"topic":"…","data":…}, a record event or {"messages":[…]}"#,
-    )?;
-    if let Some(messages) = map.get("messages") {
-        let Value::Array(items) = messages else {
-            return Err(field_error(
-                "messages",
-                invalid_type("an array of messages"),
-            ));
+    let shape = r#"{"topic":"…","data":…}, a record event or {"messages":[…]}"#;
+    let top = match serde_json::from_slice::<&RawValue>(body).map(Object::read) {
+        Ok(Ok(Some(top))) => top,
+        Ok(Ok(None)) => {
+            return Err(ApiError::bad_request(format!(
+                "The body must be a JSON object: {shape}."
+            )));
+        }
+        Ok(Err(e)) | Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "The body is not valid JSON ({e}); send {shape}."
+            )));
+        }
+    };
+    let Some(messages) = top.messages else {
+        return one(&top)
+            .map(|m| vec![m])
+            .map_err(|data| ApiError::validation(validation::sorted(data)));
+    };
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(messages.get()) else {
+        return Err(field_error(
+            "messages",
+            invalid_type("an array of messages"),
+        ));
+    };
+    if items.is_empty() {
+        return Err(field_error("messages", validation::required()));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(field_error("messages", validation::too_long(MAX_BATCH)));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut errors = Map::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match Object::read(item) {
+            Ok(Some(m)) => match one(&m) {
+                Ok(msg) => out.push(msg),
+                Err(e) => {
+                    errors.insert(i.to_string(), Value::Object(e));
+                }
+            },
+            _ => {
+                errors.insert(i.to_string(), invalid_type("an object"));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(field_error("messages", Value::Object(errors)));
+    }
+    Ok(out)
+}
+
+/// A message object, its fields decoded but for `data` (and a batch's
+/// `messages`), kept as raw JSON text: a publish's data can be megabytes
+/// that are only ever compacted, never needed as a tree (which costs many
+/// times the text's size).
+struct Object<'a> {
+    map: Map<String, Value>,
+    data: Option<&'a RawValue>,
+    messages: Option<&'a RawValue>,
+}
+
+impl<'a> Object<'a> {
+    /// `None` when the JSON is not an object.
+    fn read(raw: &'a RawValue) -> Result<Option<Object<'a>>, serde_json::Error> {
+        if !raw.get().starts_with('{') {
+            return Ok(None);
+        }
+        let fields: Vec<(String, &'a RawValue)> =
+            serde_json::from_str::<RawFields<'a>>(raw.get())?.0;
+        let mut object = Object {
+            map: Map::new(),
+            data: None,
+            messages: None,
         };
-        if items.is_empty() {
-            return Err(field_error("messages", validation::required()));
-        }
-        if items.len() > MAX_BATCH {
-            return Err(field_error("messages", validation::too_long(MAX_BATCH)));
-        }
-        let mut out = Vec::with_capacity(items.len());
-        let mut errors = Map::new();
-        for (i, item) in items.iter().enumerate() {
-            match item {
-                Value::Object(m) => match one(m) {
-                    Ok(msg) => out.push(msg),
-                    Err(e) => {
-                        errors.insert(i.to_string(), Value::Object(e));
-                    }
-                },
+        for (key, value) in fields {
+            match key.as_str() {
+                "data" => object.data = Some(value),
+                "messages" => object.messages = Some(value),
                 _ => {
-                    errors.insert(i.to_string(), invalid_type("an object"));
+                    object.map.insert(key, serde_json::from_str(value.get())?);
                 }
             }
         }
-        if !errors.is_empty() {
-            return Err(field_error("messages", Value::Object(errors)));
-        }
-        Ok(out)
-    } else {
-        one(&map)
-            .map(|m| vec![m])
-            .map_err(|data| ApiError::validation(validation::sorted(data)))
+        Ok(Some(object))
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    fn contains_key(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// The message's data, compact (`null` when absent); `None` when it is
+    /// nested deeper than clients' parsers are expected to take.
+    fn data(&self) -> Option<Vec<u8>> {
+        self.data
+            .map_or_else(|| Some(b"null".to_vec()), |d| compact(d.get()))
     }
 }
 
+/// An object's fields in order, values as raw JSON.
+struct RawFields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawFields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Fields<'a> {
+            type Value = RawFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawFields<'a>, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'a RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(RawFields(fields))
+            }
+        }
+        d.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
+/// How deeply data may nest: serde_json's own limit, which the data's
+/// receivers (and PocketBase, whose limit is higher) handle.
+const MAX_DATA_DEPTH: usize = 128;
+
+/// Valid JSON text without the whitespace between its tokens; strings and
+/// numbers are kept byte for byte. Linear, and no tree. `None` when it
+/// nests deeper than [`MAX_DATA_DEPTH`].
+fn compact(json: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
+    for &b in json.as_bytes() {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' => continue,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DATA_DEPTH {
+                    return None;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'"' => in_string = true,
+            _ => {}
+        }
+        out.push(b);
+    }
+    Some(out)
+}
+
 /// One message object; the error is a map of field → problem.
-fn one(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
+fn one(map: &Object<'_>) -> Result<Message, Map<String, Value>> {
     let mut errors = Map::new();
     let audience = audience(map, &mut errors);
     match (target(map), audience) {
@@ -116,7 +242,7 @@ fn one(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
 
 /// The `audience` field: `"public"` (also when absent), `"superusers"`, or
 /// `{"users": ["id", …]}`.
-fn audience(map: &Map<String, Value>, errors: &mut Map<String, Value>) -> Option<Audience> {
+fn audience(map: &Object<'_>, errors: &mut Map<String, Value>) -> Option<Audience> {
     let invalid = || {
         serde_json::json!({
             "code": "validation_invalid_audience",
@@ -147,7 +273,7 @@ fn audience(map: &Map<String, Value>, errors: &mut Map<String, Value>) -> Option
 /// PocketBase rule (a filter, `""` for everyone, `null` for superusers only),
 /// and optionally its collection's `schema` (`{"fields": […]}` as PocketBase
 /// describes a collection) so that rules compile with the field types.
-fn rules(map: &Map<String, Value>, errors: &mut Map<String, Value>) -> Option<CollectionRules> {
+fn rules(map: &Object<'_>, errors: &mut Map<String, Value>) -> Option<CollectionRules> {
     let rules = match map.get("rules") {
         None | Some(Value::Null) => return None,
         Some(Value::Object(rules)) => rules,
@@ -181,10 +307,10 @@ fn rules(map: &Map<String, Value>, errors: &mut Map<String, Value>) -> Option<Co
 
 /// The message without its audience: a record event, a message for one
 /// user, or a custom message.
-fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
+fn target(map: &Object<'_>) -> Result<Message, Map<String, Value>> {
     let mut errors = Map::new();
     if map.contains_key("collection") || map.contains_key("record") {
-        let collection = required_str(map, "collection", &mut errors);
+        let collection = required_str(&map.map, "collection", &mut errors);
         let collection_id = match map.get("collectionId") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
@@ -193,7 +319,7 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
                 None
             }
         };
-        let action = required_str(map, "action", &mut errors).and_then(|name| {
+        let action = required_str(&map.map, "action", &mut errors).and_then(|name| {
             let action = Action::from_name(name);
             if action.is_none() {
                 errors.insert(
@@ -246,30 +372,35 @@ fn target(map: &Map<String, Value>) -> Result<Message, Map<String, Value>> {
             _ => Err(errors),
         }
     } else {
-        let topic = required_str(map, "topic", &mut errors);
+        let topic = required_str(&map.map, "topic", &mut errors);
         if let Some(t) = topic {
             check_event_name(t, "topic", &mut errors);
         }
         let user = match map.get("userId") {
             None | Some(Value::Null) => None,
-            Some(_) => required_str(map, "userId", &mut errors).map(|id| {
+            Some(_) => required_str(&map.map, "userId", &mut errors).map(|id| {
                 let collection = match map.get("collectionId") {
                     None | Some(Value::Null) => None,
-                    Some(_) => required_str(map, "collectionId", &mut errors),
+                    Some(_) => required_str(&map.map, "collectionId", &mut errors),
                 };
                 (id, collection)
             }),
         };
-        match (topic, errors.is_empty()) {
-            (Some(t), true) => {
-                let data = map.get("data").unwrap_or(&Value::Null).to_string();
-                Ok(match user {
-                    Some((id, collection)) => {
-                        Message::to_user(id, collection, t, data.into_bytes())
-                    }
-                    None => Message::custom(t, data.into_bytes()),
-                })
-            }
+        let data = map.data();
+        if data.is_none() {
+            errors.insert(
+                "data".into(),
+                serde_json::json!({
+                    "code": "validation_invalid_format",
+                    "message": format!("Must not be nested more than {MAX_DATA_DEPTH} deep."),
+                }),
+            );
+        }
+        match (topic, data, errors.is_empty()) {
+            (Some(t), Some(data), true) => Ok(match user {
+                Some((id, collection)) => Message::to_user(id, collection, t, data),
+                None => Message::custom(t, data),
+            }),
             _ => Err(errors),
         }
     }
@@ -398,5 +529,24 @@ mod tests {
                 .message
                 .contains("not valid JSON")
         );
+    }
+
+    #[test]
+    fn data_is_compacted_without_a_tree() {
+        assert_eq!(
+            compact(r#" { "a b" : [ 1 , 2.50 ] , "c" : "x \" y \\" , "d" : null } "#),
+            Some(br#"{"a b":[1,2.50],"c":"x \" y \\","d":null}"#.to_vec())
+        );
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        assert_eq!(compact(&deep), None);
+        let deep = format!(r#"{{"topic":"t","data":{deep}}}"#);
+        let e = decode_messages(deep.as_bytes()).unwrap_err();
+        assert!(
+            String::from_utf8(e.body())
+                .unwrap()
+                .contains("nested more than 128")
+        );
+        let m = decode_messages(br#"{"topic":"t","data":"  spaced  "}"#).unwrap();
+        assert_eq!(&*m[0].data, br#""  spaced  ""#);
     }
 }

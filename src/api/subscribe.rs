@@ -24,8 +24,10 @@ pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 /// Answers `POST /api/realtime`: decoded and validated here, applied on the
 /// client's owner core through the broker.
-pub async fn handle(caller: &Caller<'_>, head: &Head, body: &[u8]) -> Result<(), ApiError> {
-    let form = decode_form(head.content_type.as_deref(), body)?;
+pub async fn handle(caller: &Caller<'_>, head: &Head, body: Vec<u8>) -> Result<(), ApiError> {
+    let content_type = head.content_type.clone();
+    let form =
+        super::offload::decode(body, move |b| decode_form(content_type.as_deref(), b)).await?;
     let (broker, ip) = (caller.broker, caller.client_ip);
     let asks = head.authorization.is_some() && caller.verifier.asks_pocketbase();
     // The cheap checks first, so that made-up ids cannot make us ask
@@ -295,6 +297,9 @@ fn split_bytes<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = &'a 
 
 /// XML as Go's `encoding/xml` binds it into PocketBase's form: `<ClientId>` and
 /// repeated `<Subscriptions>` directly under any root element.
+/// The deepest XML nesting decoded.
+const MAX_XML_DEPTH: usize = 10_000;
+
 fn xml_fields(body: &[u8]) -> Option<Vec<(String, String)>> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(body);
@@ -305,6 +310,10 @@ fn xml_fields(body: &[u8]) -> Option<Vec<(String, String)>> {
         match reader.read_event().ok()? {
             Event::Start(e) => {
                 depth += 1;
+                // Go's encoding/xml refuses documents nested deeper than this.
+                if depth > MAX_XML_DEPTH {
+                    return None;
+                }
                 if depth == 2 {
                     let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
                     let key = match name.as_str() {

@@ -34,6 +34,10 @@ struct Topic {
     /// Its record-event options (`filter`, `fields`), read when a record
     /// event first reaches it.
     options: OnceCell<Option<Box<Options>>>,
+    /// Where it sits in the index: (bucket, position), one per key, so that
+    /// freeing it costs its keys, not the size of buckets shared with every
+    /// string of the same topic.
+    slots: SmallVec<[(u64, u32); 2]>,
 }
 
 #[derive(Debug)]
@@ -41,7 +45,7 @@ pub struct Topics {
     topics: Slab<Topic>,
     by_name: AHashMap<Rc<str>, TopicId>,
     /// hash(matching key) → (subscription, length of the key).
-    index: AHashMap<u64, SmallVec<[(TopicId, u32); 1]>>,
+    index: AHashMap<u64, Vec<(TopicId, u32)>>,
     hasher: RandomState,
 }
 
@@ -135,28 +139,48 @@ impl Topics {
 
     fn intern(&mut self, name: &str) -> TopicId {
         let name: Rc<str> = name.into();
-        let id = self.topics.insert(Topic {
+        let entry = self.topics.vacant_entry();
+        let id = entry.key() as TopicId;
+        let mut slots = SmallVec::new();
+        for len in Self::keys(&name) {
+            let hash = self.hasher.hash_one(&name.as_bytes()[..len]);
+            let bucket = self.index.entry(hash).or_default();
+            slots.push((hash, bucket.len() as u32));
+            bucket.push((id, len as u32));
+        }
+        entry.insert(Topic {
             name: name.clone(),
             subscribers: Vec::new(),
             options: OnceCell::new(),
-        }) as TopicId;
-        for len in Self::keys(&name) {
-            let hash = self.hasher.hash_one(&name.as_bytes()[..len]);
-            self.index.entry(hash).or_default().push((id, len as u32));
-        }
+            slots,
+        });
         self.by_name.insert(name, id);
         id
     }
 
     fn free(&mut self, id: TopicId) -> Rc<str> {
-        let topic = self.topics.remove(id as usize);
-        for len in Self::keys(&topic.name) {
-            let hash = self.hasher.hash_one(&topic.name.as_bytes()[..len]);
-            if let Some(entries) = self.index.get_mut(&hash) {
-                entries.retain(|&mut (t, _)| t != id);
-                if entries.is_empty() {
-                    self.index.remove(&hash);
+        let mut topic = self.topics.remove(id as usize);
+        for i in 0..topic.slots.len() {
+            let (hash, at) = topic.slots[i];
+            let Some(bucket) = self.index.get_mut(&hash) else {
+                continue;
+            };
+            let last = bucket.len() as u32 - 1;
+            bucket.swap_remove(at as usize);
+            if at < last {
+                // The bucket's last entry moved into the hole: tell its topic.
+                let moved = bucket[at as usize].0;
+                let slots = if moved == id {
+                    &mut topic.slots
+                } else {
+                    &mut self.topics[moved as usize].slots
+                };
+                if let Some(slot) = slots.iter_mut().find(|s| **s == (hash, last)) {
+                    slot.1 = at;
                 }
+            }
+            if bucket.is_empty() {
+                self.index.remove(&hash);
             }
         }
         self.by_name.remove(&topic.name);
@@ -227,6 +251,31 @@ mod tests {
             }
         }
         assert_eq!(t.len(), 0);
+        assert!(t.index.is_empty());
+    }
+
+    #[test]
+    fn freeing_keeps_every_other_subscription_reachable() {
+        let mut t = Topics::default();
+        // Many strings share the buckets of "a" and "a?b"; free them in a
+        // scrambled order and check what is left after each step.
+        let names: Vec<String> = (0..200).map(|i| format!("a?b?{i}")).collect();
+        let ids: Vec<TopicId> = names.iter().map(|n| t.add(n, 1).0).collect();
+        let mut left: std::collections::BTreeSet<usize> = (0..names.len()).collect();
+        for step in 0..names.len() {
+            let i = (step * 37) % names.len();
+            t.remove(ids[i], 1);
+            left.remove(&i);
+            if step % 20 == 0 {
+                let expect: Vec<String> = left.iter().map(|&j| names[j].clone()).collect();
+                let mut got = matching(&t, "a");
+                let mut want = expect.clone();
+                want.sort();
+                got.sort();
+                assert_eq!(got, want, "after {step} removals");
+                assert_eq!(matching(&t, "a?b").len(), left.len());
+            }
+        }
         assert!(t.index.is_empty());
     }
 }

@@ -287,6 +287,12 @@ impl ChunkedDecoder {
                     None if rest.first().is_some_and(|&b| b != b'\r') => return Err(bad_chunk()),
                     None => return Ok(None),
                 },
+                // httparse takes an empty size line for a last chunk: a
+                // smuggling door (what follows would be read as trailers,
+                // then as the next request). A size starts with a hex digit.
+                ChunkState::Size if rest.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                    return Err(bad_chunk());
+                }
                 ChunkState::Size => match httparse::parse_chunk_size(rest) {
                     Ok(httparse::Status::Partial) if rest.len() > MAX_CHUNK_LINE => {
                         return Err(ApiError::bad_request(format!(
@@ -472,6 +478,20 @@ mod tests {
             most = most.max(buf.len());
         }
         panic!("the body never completed");
+    }
+
+    #[test]
+    fn an_empty_chunk_size_line_is_refused() {
+        for wire in [
+            &b"\r\n\r\nPOST /x HTTP/1.1\r\n\r\n"[..],
+            b";ext\r\n",
+            b" 5\r\n",
+        ] {
+            let mut dec = ChunkedDecoder::default();
+            assert_eq!(dec.decode(wire, 1024).unwrap_err().status, 400, "{wire:?}");
+        }
+        let mut dec = ChunkedDecoder::default();
+        assert_eq!(dec.decode(b"", 1024).unwrap(), None);
     }
 
     #[test]
