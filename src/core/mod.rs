@@ -676,7 +676,7 @@ fn to_record_subscribers(
         let mut deliver_all = |filter: Option<&crate::filter::Filter>| {
             for &key in group.clients {
                 let client = registry.client_mut(key as usize);
-                if records::admits(event, &msg.audience, rule, filter, client, now)
+                if records::admits(event, &msg.audience, rule, filter, client.auth(), now)
                     && matches!(
                         delivery.deliver(
                             key,

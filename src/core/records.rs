@@ -15,7 +15,7 @@
 //! — makes the subscription receive nothing, as an invalid one does in
 //! PocketBase.
 
-use super::client::Client;
+use crate::auth::Auth;
 use crate::filter::{Fields, Filter, SubscriptionOptions};
 use crate::message::{Audience, RecordEvent, Rule, SchemaVersion};
 use std::cell::RefCell;
@@ -85,7 +85,7 @@ impl Options {
     }
 }
 
-/// Whether `client` may receive record event `event` under `rule` (the one
+/// Whether a client authenticated as `auth` may receive record event `event` under `rule` (the one
 /// for the subscription's topic, if the publisher sent rules) and the
 /// subscription's `filter`, as PocketBase decides it.
 pub fn admits(
@@ -93,10 +93,9 @@ pub fn admits(
     audience: &Audience,
     rule: Option<&Rule>,
     filter: Option<&Filter>,
-    client: &Client,
+    auth: Option<&Auth>,
     now: SystemTime,
 ) -> bool {
-    let auth = client.auth();
     let superuser = auth.is_some_and(|a| a.superuser);
     let auth_record = auth.and_then(|a| a.record.as_deref());
     let allowed = match rule {
