@@ -15,8 +15,11 @@
 //!
 //! Any message may name its `audience` — `"public"` (the default),
 //! `"superusers"`, or `{"users": ["id", …]}` — and then reaches only those
-//! subscribers (superusers always): this is how ringcast applies what
-//! PocketBase's list and view rules decide, without evaluating rules itself.
+//! subscribers (superusers always). A record event may also carry its
+//! collection's `rules` (`{"list": …, "view": …}`, as PocketBase stores them)
+//! and `schema` (`{"fields": […]}`): the edge then evaluates the rules per
+//! subscriber, as PocketBase's realtime does, and the audience decides only
+//! for a rule it cannot evaluate.
 //!
 //! Data is serialised here, once, compactly; every core and every recipient
 //! shares those bytes.
@@ -27,7 +30,9 @@ use super::validation::{
 };
 use crate::broker::BrokerError;
 use crate::http::error::ApiError;
-use crate::message::{Action, Audience, CollectionRules, Message, RecordEvent, UserIds};
+use crate::message::{Action, Audience, CollectionRules, Message, RecordEvent, Rule, UserIds};
+use std::cell::RefCell;
+use std::collections::HashSet;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -191,12 +196,16 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawFields<'a> {
 /// receivers (and PocketBase, whose limit is higher) handle.
 const MAX_DATA_DEPTH: usize = 128;
 
-/// Valid JSON text without the whitespace between its tokens; strings and
-/// numbers are kept byte for byte. Linear, and no tree. `None` when it
-/// nests deeper than [`MAX_DATA_DEPTH`].
+/// Valid JSON text without the whitespace between its tokens, and its
+/// strings written as serde_json (and Go) write them: escapes decoded but
+/// for `"`, `\\` and control characters, so `"\u00fc"` goes out as `"ü"`.
+/// Numbers are kept byte for byte. Linear, and no tree. `None` when it nests
+/// deeper than [`MAX_DATA_DEPTH`].
 fn compact(json: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(json.len());
     let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
+    // Where the current string's opening quote is, and whether it has an escape.
+    let (mut string_start, mut string_escaped) = (0, false);
     for &b in json.as_bytes() {
         if in_string {
             out.push(b);
@@ -204,8 +213,12 @@ fn compact(json: &str) -> Option<Vec<u8>> {
                 escaped = false;
             } else if b == b'\\' {
                 escaped = true;
+                string_escaped = true;
             } else if b == b'"' {
                 in_string = false;
+                if string_escaped {
+                    rewrite_string(&mut out, string_start);
+                }
             }
             continue;
         }
@@ -218,12 +231,26 @@ fn compact(json: &str) -> Option<Vec<u8>> {
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
-            b'"' => in_string = true,
+            b'"' => {
+                in_string = true;
+                (string_start, string_escaped) = (out.len(), false);
+            }
             _ => {}
         }
         out.push(b);
     }
     Some(out)
+}
+
+/// Rewrites the string literal at `out[start..]` (with escapes) in
+/// serde_json's canonical form; left as it is if it does not decode (a lone
+/// surrogate escape, which no encoder would write back).
+fn rewrite_string(out: &mut Vec<u8>, start: usize) {
+    if let Ok(text) = serde_json::from_slice::<String>(&out[start..]) {
+        out.truncate(start);
+        // Writing a String into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &text);
+    }
 }
 
 /// One message object; the error is a map of field → problem.
@@ -305,6 +332,35 @@ fn rules(map: &Object<'_>, errors: &mut Map<String, Value>) -> Option<Collection
     Some(CollectionRules::new(list, view, schema))
 }
 
+/// Logs, once per rule text (and thread), a rule the edge cannot evaluate:
+/// its records then go by the message's audience, which the operator should
+/// know about (and may want to set, e.g. the forwarder's
+/// `RINGCAST_AUDIENCE_<COLLECTION>`).
+fn warn_fallbacks(collection: &str, rules: &CollectionRules) {
+    /// Distinct texts remembered; past it, no more warnings (a publisher
+    /// sending ever new rules must not grow memory).
+    const MAX_WARNED: usize = 1024;
+    thread_local! {
+        static WARNED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    }
+    for (which, rule) in [("list", &rules.list), ("view", &rules.view)] {
+        let Rule::Fallback { text, reason } = rule else {
+            continue;
+        };
+        WARNED.with_borrow_mut(|warned| {
+            if warned.len() < MAX_WARNED && warned.insert(text.clone()) {
+                tracing::warn!(
+                    collection,
+                    which,
+                    rule = %text,
+                    %reason,
+                    "a collection rule cannot be evaluated at the edge; its records go by the message's audience"
+                );
+            }
+        });
+    }
+}
+
 /// The message without its audience: a record event, a message for one
 /// user, or a custom message.
 fn target(map: &Object<'_>) -> Result<Message, Map<String, Value>> {
@@ -355,6 +411,9 @@ fn target(map: &Object<'_>) -> Result<Message, Map<String, Value>> {
             }
         }
         let rules = rules(map, &mut errors);
+        if let (Some(c), Some(r)) = (collection, &rules) {
+            warn_fallbacks(c, r);
+        }
         match (collection, action, record, errors.is_empty()) {
             (Some(c), Some(a), Some((record, id)), true) => {
                 // `Value`'s Display is compact JSON, keys in the order given.
@@ -536,6 +595,11 @@ mod tests {
         assert_eq!(
             compact(r#" { "a b" : [ 1 , 2.50 ] , "c" : "x \" y \\" , "d" : null } "#),
             Some(br#"{"a b":[1,2.50],"c":"x \" y \\","d":null}"#.to_vec())
+        );
+        assert_eq!(
+            compact(r#"["\u00fc\/\u0001\t", "\ud83d\ude00", "\ud800"]"#),
+            Some("[\"ü/\\u0001\\t\",\"😀\",\"\\ud800\"]".as_bytes().to_vec()),
+            "escapes decoded as serde_json writes strings; a lone surrogate kept"
         );
         let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
         assert_eq!(compact(&deep), None);

@@ -258,29 +258,38 @@ impl Link {
     }
 
     /// Counts a core's interest change, and any more already queued; returns
-    /// the channels this node must now subscribe to and unsubscribe from.
+    /// the channels this node must now subscribe to and unsubscribe from:
+    /// the net change, so that a topic dropped and taken again in one batch
+    /// (a subscription POST that keeps it) stays subscribed.
     fn note_interest(&mut self, first: Interest) -> (Vec<String>, Vec<String>) {
-        let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
-        let prefix = self.shared.prefix.clone();
+        let mut touched: HashMap<Box<str>, bool> = HashMap::new();
         let mut next = Some(first);
         while let Some(change) = next.take().or_else(|| self.interest.try_recv().ok()) {
+            let topic = match &change {
+                Interest::Add(topic) | Interest::Remove(topic) => topic.clone(),
+            };
+            touched
+                .entry(topic.clone())
+                .or_insert_with(|| self.wanted.contains_key(&topic));
             match change {
-                Interest::Add(topic) => {
-                    let count = self.wanted.entry(topic.clone()).or_default();
-                    *count += 1;
-                    if *count == 1 {
-                        subscribe.push(shared::topic_channel(&prefix, &topic));
-                    }
-                }
-                Interest::Remove(topic) => {
+                Interest::Add(_) => *self.wanted.entry(topic).or_default() += 1,
+                Interest::Remove(_) => {
                     if let Some(count) = self.wanted.get_mut(&topic) {
                         *count -= 1;
                         if *count == 0 {
                             self.wanted.remove(&topic);
-                            unsubscribe.push(shared::topic_channel(&prefix, &topic));
                         }
                     }
                 }
+            }
+        }
+        let prefix = &self.shared.prefix;
+        let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
+        for (topic, was_wanted) in touched {
+            match (was_wanted, self.wanted.contains_key(&topic)) {
+                (false, true) => subscribe.push(shared::topic_channel(prefix, &topic)),
+                (true, false) => unsubscribe.push(shared::topic_channel(prefix, &topic)),
+                _ => {}
             }
         }
         (subscribe, unsubscribe)

@@ -1,5 +1,5 @@
 // The forwarder hook on its own: PocketBase publishes to a capturing stand-in for ringcast, and
-// the exact requests are checked — body shape, audience per list rule, hidden fields, skipped
+// the exact requests are checked — body shape, rules and schema, audience per list rule, hidden fields, skipped
 // system collections, retries. Independent of what ringcast implements.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -73,14 +73,27 @@ test("a create is published with the public record, the audience and the token",
     assert.deepEqual(p, {
         collection: "posts", collectionId: stack.ids.posts, action: "create",
         record: { collectionId: stack.ids.posts, collectionName: "posts", id: post.id, title: "hi" },
+        rules: { list: "", view: "" },
+        schema: {
+            fields: [
+                { name: "id", type: "text", hidden: false, maxSelect: 0 },
+                { name: "title", type: "text", hidden: false, maxSelect: 0 },
+            ],
+        },
         audience: "public",
     });
     const [n] = await published(note.id);
     assert.deepEqual(n.record, {
         collectionId: stack.ids.notes, collectionName: "notes", id: note.id, owner: stack.users.user1.id, title: "n",
     });
+    assert.deepEqual(n.rules, { list: "owner = @request.auth.id", view: "owner = @request.auth.id" });
+    assert.deepEqual(n.schema.fields.map((f) => [f.name, f.type, f.hidden, f.maxSelect]), [
+        ["id", "text", false, 0], ["title", "text", false, 0], ["owner", "relation", false, 1],
+        ["internal", "text", true, 0],
+    ], "every field's type, hidden ones flagged (their values are never sent)");
     assert.deepEqual(n.audience, { users: [stack.users.user1.id] });
-    assert.equal((await published(secret.id))[0].audience, "superusers");
+    const [s] = await published(secret.id);
+    assert.deepEqual([s.rules, s.audience], [{ list: null, view: null }, "superusers"]);
 
     const req = received.find((r) => JSON.parse(r.body).record.id === post.id);
     assert.equal(req.method, "POST");
@@ -101,6 +114,8 @@ test("an owner-less note goes to nobody but superusers; users hide their email",
     // users' list rule is `id = @request.auth.id`: the user themself.
     assert.deepEqual(u.audience, { users: [user.id] });
     assert.equal(u.record.email, undefined, "email without emailVisibility");
+    const email = u.schema.fields.find((f) => f.name === "email");
+    assert.equal(email?.hidden, true, "an auth collection's email counts as hidden: rules on it fall back");
     assert.equal(u.record.password, undefined);
     assert.equal(u.record.tokenKey, undefined);
 });

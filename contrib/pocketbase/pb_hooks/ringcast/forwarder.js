@@ -3,13 +3,25 @@
 //
 // What is sent, for each record change, to POST ${RINGCAST_URL}/api/publish:
 //   {"collection":"<name>","collectionId":"<id>","action":"create|update|delete",
-//    "record":{…},"audience":<audience>}
+//    "record":{…},"rules":{"list":…,"view":…},"schema":{"fields":[…]},"audience":<audience>}
 //
 // record: the record as PocketBase's own realtime broadcast serialises it for a client that is
 //   neither a superuser nor the record's owner — `record.fresh()` marshalled by Go (exactly what
 //   apis/realtime.go does): keys sorted, hidden fields left out, and for auth collections the
 //   email only when emailVisibility is true. The Go JSON is spliced into the body verbatim, so
 //   JSON fields, numbers and dates come out byte for byte as PocketBase writes them.
+//
+// rules: the collection's list and view rules as PocketBase stores them (null: superusers only,
+//   "": everyone, otherwise a filter). ringcast evaluates them per subscriber as PocketBase's
+//   realtime does (the view rule for `posts/<id>`, the list rule for `posts/*`), together with
+//   each subscription's own filter and fields options. A rule it cannot evaluate from what it is
+//   sent — an @collection join, a relation's or a hidden field, @request.headers… — falls back to
+//   the audience below.
+//
+// schema: the collection's fields ({name, type, hidden, maxSelect}), so that rules and filters
+//   compare with PocketBase's types. For an auth collection `email` is marked hidden: the record
+//   carries it only when emailVisibility is on, and a rule on it must not be evaluated against
+//   its absence.
 //
 // audience, from the collection's list rule (the rule PocketBase applies to `posts/*`):
 //   ""   (everyone may list)                     -> "public"
@@ -78,7 +90,7 @@ function audienceFromEnv(collection, record) {
         return usersAudience(record, value.slice("field:".length), true);
     }
     warnOnce(collection.name, value === ""
-        ? `ringcast: list rule not recognised, sending to superusers only; set ${envName} to public, superusers or field:<name>`
+        ? `ringcast: list rule not recognised; where ringcast cannot evaluate it either, records go to superusers only; set ${envName} to public, superusers or field:<name>`
         : `ringcast: ${envName}=${JSON.stringify(value)} is not public, superusers or field:<name>; sending to superusers only`);
     return "superusers";
 }
@@ -92,6 +104,19 @@ function audienceOf(collection, record) {
     const owner = parseOwnerRule(rule);
     if (owner) return usersAudience(record, owner.field, owner.any);
     return audienceFromEnv(collection, record);
+}
+
+/** The collection's fields as the edge needs them to type rules and filters. */
+function schemaOf(exported) {
+    const auth = exported.type === "auth";
+    return {
+        fields: (exported.fields ?? []).map((f) => ({
+            name: f.name,
+            type: f.type,
+            hidden: Boolean(f.hidden) || (auth && f.name === "email"),
+            maxSelect: f.maxSelect ?? 0,
+        })),
+    };
 }
 
 function send(url, headers, body, collection, action, recordId) {
@@ -132,10 +157,15 @@ function forward(record, action) {
         // JSON.stringify of a Go record calls its MarshalJSON (the public export); fresh() drops
         // expand and any per-request state such as ignoreEmailVisibility, as realtime.go does.
         const recordJson = JSON.stringify(record.fresh());
+        // The collection as its own API exports it: rules as null or strings, fields as JSON.
+        const exported = JSON.parse(JSON.stringify(collection));
+        const rules = { list: exported.listRule ?? null, view: exported.viewRule ?? null };
         const body = `{"collection":${JSON.stringify(collection.name)}` +
             `,"collectionId":${JSON.stringify(collection.id)}` +
             `,"action":${JSON.stringify(action)}` +
             `,"record":${recordJson}` +
+            `,"rules":${JSON.stringify(rules)}` +
+            `,"schema":${JSON.stringify(schemaOf(exported))}` +
             `,"audience":${JSON.stringify(audienceOf(collection, record))}}`;
         send(`${base}/api/publish`, headers, body, collection.name, action, record.id);
     } catch (err) {
