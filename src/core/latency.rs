@@ -9,13 +9,13 @@
 //! in flight is a ring that keeps its capacity). A fan-out whose copies all
 //! reach the socket during the fan-out itself is observed when it ends.
 //!
-//! Copies of one fan-out are written in any order across clients, so the
-//! fan-outs still in flight are kept in batch order, indexed by their batch
-//! number; at most [`MAX_TRACKED`] of them (a client that reads nothing holds
-//! its oldest copy until it is dropped, and newer fan-outs must not pile up
-//! behind it): past that the oldest is forgotten, unobserved, and counted.
+//! Copies of one fan-out are written in any order across clients, so each
+//! fan-out in flight has a slot of its own, found from its batch number: a
+//! ring of [`MAX_TRACKED`] slots allocated once per core (≈ 96 KB). A client
+//! that reads nothing holds its copy until it is dropped; should its fan-out
+//! still be in flight when the batch number comes round to its slot again,
+//! it is forgotten, unobserved, and counted (`untracked`).
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Upper bounds of the histogram's buckets, in seconds (the last, `+Inf`,
@@ -25,7 +25,7 @@ pub const BUCKETS: [f64; 17] = [
     1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Fan-outs in flight tracked at most (≈ 24 B each).
+/// Fan-outs in flight tracked at most (a power of two; 24 B each).
 pub const MAX_TRACKED: usize = 4096;
 
 /// A fixed-bucket histogram of durations: what one core observed.
@@ -59,25 +59,46 @@ impl Latency {
     }
 }
 
-#[derive(Debug)]
-struct InFlight {
-    started: Instant,
-    /// Copies still queued.
+/// One fan-out in flight: its batch, its stamp and its copies still queued.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    batch: u32,
     left: u32,
+    started: Instant,
 }
 
 /// The fan-outs of one core whose copies are not all written yet.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FanoutClock {
-    /// In batch order; `in_flight[i]` is batch `front + i`.
-    in_flight: VecDeque<InFlight>,
-    front: u32,
+    /// Fan-out `b` lives in slot `b % MAX_TRACKED` (a power of two): no search
+    /// and no bookkeeping of order when a copy leaves, whichever it is.
+    slots: Box<[Slot]>,
     /// The fan-out under way, if any: its batch, stamp, copies still queued
     /// and whether one left during the fan-out.
     open: Option<(u32, Instant)>,
     open_left: u32,
     open_wrote: bool,
     histogram: Latency,
+}
+
+const MASK: usize = MAX_TRACKED - 1;
+const _: () = assert!(MAX_TRACKED.is_power_of_two());
+
+impl Default for FanoutClock {
+    fn default() -> Self {
+        let idle = Slot {
+            batch: 0,
+            left: 0,
+            started: Instant::now(),
+        };
+        FanoutClock {
+            slots: vec![idle; MAX_TRACKED].into_boxed_slice(),
+            open: None,
+            open_left: 0,
+            open_wrote: false,
+            histogram: Latency::default(),
+        }
+    }
 }
 
 impl FanoutClock {
@@ -104,33 +125,18 @@ impl FanoutClock {
             if self.open_wrote {
                 self.histogram.observe(started.elapsed());
             }
-            if self.in_flight.is_empty() {
-                return;
-            }
+            return;
         }
-        if self.in_flight.is_empty() {
-            self.front = batch;
+        let slot = &mut self.slots[batch as usize & MASK];
+        if slot.left > 0 {
+            // A fan-out MAX_TRACKED batches old still has a copy queued.
+            self.histogram.untracked += 1;
         }
-        // Batches are consecutive; one that began without ending (none
-        // today) leaves a gap, filled so that indices stay batch numbers.
-        let gap = batch.wrapping_sub(self.front.wrapping_add(self.in_flight.len() as u32));
-        if gap as usize > MAX_TRACKED {
-            self.histogram.untracked += self.in_flight.iter().filter(|f| f.left > 0).count() as u64;
-            self.in_flight.clear();
-            self.front = batch;
-        } else {
-            for _ in 0..gap {
-                self.in_flight.push_back(InFlight { started, left: 0 });
-            }
-        }
-        self.in_flight.push_back(InFlight { started, left });
-        while self.in_flight.len() > MAX_TRACKED {
-            if self.in_flight.front().is_some_and(|f| f.left > 0) {
-                self.histogram.untracked += 1;
-            }
-            self.pop_front();
-        }
-        self.trim();
+        *slot = Slot {
+            batch,
+            left,
+            started,
+        };
     }
 
     /// A copy queued by fan-out `batch` left its queue (written or dropped).
@@ -141,30 +147,15 @@ impl FanoutClock {
             self.open_wrote = true;
             return;
         }
-        let at = batch.wrapping_sub(self.front) as usize;
-        let Some(f) = self.in_flight.get_mut(at) else {
-            return; // forgotten, or queued before tracking started
-        };
-        if f.left == 0 {
+        let slot = &mut self.slots[batch as usize & MASK];
+        // Another batch in the slot: this one was forgotten.
+        if slot.batch != batch || slot.left == 0 {
             return;
         }
-        f.left -= 1;
-        if f.left == 0 {
-            let elapsed = f.started.elapsed();
+        slot.left -= 1;
+        if slot.left == 0 {
+            let elapsed = slot.started.elapsed();
             self.histogram.observe(elapsed);
-            self.trim();
-        }
-    }
-
-    fn pop_front(&mut self) {
-        self.in_flight.pop_front();
-        self.front = self.front.wrapping_add(1);
-    }
-
-    /// Lets go of finished fan-outs at the front.
-    fn trim(&mut self) {
-        while self.in_flight.front().is_some_and(|f| f.left == 0) {
-            self.pop_front();
         }
     }
 
@@ -175,7 +166,7 @@ impl FanoutClock {
     /// Fan-outs with copies still queued.
     #[cfg(test)]
     pub fn in_flight(&self) -> usize {
-        self.in_flight.iter().filter(|f| f.left > 0).count()
+        self.slots.iter().filter(|s| s.left > 0).count()
     }
 }
 
