@@ -167,6 +167,12 @@ impl Broker {
         Ok(())
     }
 
+    /// Counts how a subscription POST's token was taken, on the core this
+    /// thread runs (where the token was checked).
+    pub(crate) fn note_auth(&self, outcome: core::AuthOutcome) {
+        self.ring.on_this_core(|c| c.note_auth(outcome));
+    }
+
     /// Applies a subscription POST of client `id` from `ip` carrying `auth`:
     /// replaces its subscriptions with `subscriptions`, on its owner core.
     pub(crate) async fn set_subscriptions(

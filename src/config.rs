@@ -1,5 +1,7 @@
-//! Every server option, with PocketBase's defaults, from flags or `RINGCAST_*`
-//! environment variables.
+//! Every server option, with PocketBase's defaults, from flags, `RINGCAST_*`
+//! environment variables or a TOML file ([`file`]).
+
+pub mod file;
 
 use crate::auth::AuthArgs;
 use clap::{Args, CommandFactory};
@@ -81,6 +83,12 @@ pub struct Config {
     /// publishers wait rather than drop.
     #[arg(long, env = "RINGCAST_RING_CAPACITY", default_value_t = 4096)]
     pub ring_capacity: usize,
+
+    /// Serve the demo page at /_/ (live topics, a publish form, the stats);
+    /// without an admin token, the page may publish when opened from this
+    /// machine (a loopback address or localhost).
+    #[arg(long, env = "RINGCAST_DEMO")]
+    pub demo: bool,
 
     /// Subscriber auth, topic rules and trusted proxies.
     #[command(flatten)]

@@ -186,7 +186,8 @@ impl Hooks {
         guarded("subscribe", || hook(event))
     }
 
-    /// Runs the message hook, if any. A panic delivers the message as it was.
+    /// Runs the message hook, if any. A panic delivers the message as it was
+    /// ([`Outcome::Panicked`], so that it is counted).
     pub(crate) fn run_message(&self, event: &mut MessageEvent<'_>) -> Outcome {
         if let Some(hook) = &self.message {
             if contained(|| hook(event)).is_err() {
@@ -194,18 +195,21 @@ impl Hooks {
                     client = event.client.id,
                     "the message hook panicked; the message is delivered unchanged"
                 );
-                return Outcome::Deliver;
+                return Outcome::Panicked;
             }
         }
         std::mem::take(&mut event.outcome)
     }
 
-    pub(crate) fn run_disconnect(&self, event: &DisconnectEvent<'_>) {
+    /// Runs the disconnect hook, if any; `true` if it panicked.
+    pub(crate) fn run_disconnect(&self, event: &DisconnectEvent<'_>) -> bool {
         if let Some(hook) = &self.disconnect {
             if contained(|| hook(event)).is_err() {
                 tracing::error!(client = event.client.id, "the disconnect hook panicked");
+                return true;
             }
         }
+        false
     }
 }
 
@@ -417,6 +421,8 @@ pub(crate) enum Outcome {
         name: Option<String>,
         data: Option<Vec<u8>>,
     },
+    /// The hook panicked: delivered as it was.
+    Panicked,
 }
 
 impl Outcome {
@@ -429,7 +435,7 @@ impl Outcome {
         data: &'a [u8],
     ) -> Option<(&'a str, &'a [u8])> {
         match self {
-            Outcome::Deliver => Some((name, data)),
+            Outcome::Deliver | Outcome::Panicked => Some((name, data)),
             Outcome::Skip => None,
             Outcome::Replace {
                 name: new_name,
@@ -494,7 +500,7 @@ impl<'a> MessageEvent<'a> {
     fn replace(&mut self, new_name: Option<String>, new_data: Option<Vec<u8>>) {
         let (name, data) = match std::mem::take(&mut self.outcome) {
             Outcome::Replace { name, data } => (name, data),
-            Outcome::Deliver | Outcome::Skip => (None, None),
+            Outcome::Deliver | Outcome::Skip | Outcome::Panicked => (None, None),
         };
         self.outcome = Outcome::Replace {
             name: new_name.or(name),
@@ -595,7 +601,7 @@ mod tests {
         };
         assert_eq!(run("skip"), Outcome::Skip);
         assert_eq!(run("plain"), Outcome::Deliver);
-        assert_eq!(run("boom"), Outcome::Deliver);
+        assert_eq!(run("boom"), Outcome::Panicked);
         assert_eq!(
             run("rename"),
             Outcome::Replace {

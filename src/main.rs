@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
-use ringcast::{Config, Server};
+use ringcast::Server;
+use ringcast::config::file::{self, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
 /// A PocketBase-compatible realtime (SSE) server: one io_uring loop per core.
@@ -13,7 +14,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (PocketBase's `serve`).
-    Serve(Config),
+    Serve(ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -23,7 +24,25 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(config) = Cli::parse().command;
+    let Command::Serve(args) = Cli::parse().command;
+    let config = if args.config_file.is_some() {
+        // Parsed again with the file's values under the flags and variables.
+        let after_serve: Vec<_> = std::env::args_os()
+            .skip(1)
+            .skip_while(|a| a != "serve")
+            .skip(1)
+            .collect();
+        match file::load(&after_serve) {
+            Ok(config) => config,
+            Err(file::ConfigError::Args(e)) => e.exit(),
+            Err(e) => {
+                tracing::error!("{e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    } else {
+        args.options
+    };
     match Server::builder().config(config).serve() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

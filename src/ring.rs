@@ -128,6 +128,19 @@ impl Ring {
         })
     }
 
+    /// Runs `f` on the core this thread runs, if it is one of this ring's
+    /// and not busy; otherwise does nothing. For counting work done on the
+    /// core a request landed on rather than its client's owner.
+    pub fn on_this_core(&self, f: impl FnOnce(&mut Core)) {
+        LOCAL.with(|l| {
+            if let Some(local) = l.borrow().as_ref().filter(|l| l.ring == self.id()) {
+                if let Ok(mut core) = local.core.try_borrow_mut() {
+                    f(&mut core);
+                }
+            }
+        });
+    }
+
     /// Hands a batch to every core; resolves once each has queued it, with the
     /// total number of deliveries. All or nothing: a slot is reserved in every
     /// inbox before any core is sent the batch, so a publish is never half

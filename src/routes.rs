@@ -23,6 +23,10 @@ pub enum Endpoint<'a> {
         head_only: bool,
     },
     Stats,
+    /// `GET /metrics` (Prometheus).
+    Metrics,
+    /// `GET /_/`: the demo page (served with `--demo` only).
+    Demo,
     /// The client listing and messaging API (`crate::api::admin`).
     Admin(AdminRoute<'a>),
     /// `OPTIONS` anywhere (CORS preflight).
@@ -67,6 +71,8 @@ pub fn route(head: &Head) -> Route<'_> {
             head_only: method == Method::Head,
         },
         ("/api/stats", Method::Get) => Endpoint::Stats,
+        ("/metrics", Method::Get) => Endpoint::Metrics,
+        ("/_/", Method::Get) => Endpoint::Demo,
         (_, Method::Get | Method::Head) => Endpoint::NotFound { file: true },
         _ => Endpoint::NotFound { file: false },
     };
@@ -136,6 +142,15 @@ mod tests {
             (
                 "HEAD /api/health HTTP/1.1\r\n\r\n",
                 Route::Api(Endpoint::Health { head_only: true }),
+            ),
+            (
+                "GET /metrics HTTP/1.1\r\n\r\n",
+                Route::Api(Endpoint::Metrics),
+            ),
+            ("GET /_/?x HTTP/1.1\r\n\r\n", Route::Api(Endpoint::Demo)),
+            (
+                "POST /metrics HTTP/1.1\r\n\r\n",
+                Route::Api(Endpoint::NotFound { file: false }),
             ),
         ]);
     }

@@ -9,6 +9,8 @@
 //! | `POST /api/realtime` (subscriptions) | [`subscribe`] |
 //! | `POST /api/publish` | [`publish`] |
 //! | `GET /api/stats` | [`stats`] |
+//! | `GET /metrics` (Prometheus) | [`metrics`] |
+//! | `GET /_/` (the demo page, `--demo`) | [`demo`] |
 //! | `/api/clients…`, `POST /api/broadcast` | [`admin`] |
 //! | who may use publish, stats and admin | [`access`] |
 //! | what a handler knows of the request's origin | `caller` |
@@ -18,7 +20,9 @@
 pub mod access;
 pub mod admin;
 mod caller;
+pub mod demo;
 mod errors;
+pub mod metrics;
 mod offload;
 pub mod publish;
 pub mod stats;
@@ -62,11 +66,21 @@ pub fn admit<'a>(
     endpoint: Endpoint<'a>,
     head: &Head,
 ) -> Result<Admitted<'a>, ApiError> {
-    if matches!(
-        endpoint,
-        Endpoint::Publish | Endpoint::Stats | Endpoint::Admin(_)
-    ) {
-        access::authorize(caller, head)?;
+    match endpoint {
+        // The demo page ringcast serves may publish and read the stats.
+        Endpoint::Publish | Endpoint::Stats if demo::is_own_page(caller.config, head) => {
+            access::authorize(
+                caller,
+                &Head {
+                    origin: None,
+                    ..head.clone()
+                },
+            )?;
+        }
+        Endpoint::Publish | Endpoint::Stats | Endpoint::Metrics | Endpoint::Admin(_) => {
+            access::authorize(caller, head)?;
+        }
+        _ => {}
     }
     Ok(Admitted(endpoint))
 }
@@ -105,6 +119,14 @@ pub async fn answer(
         Endpoint::Stats => stats::handle(caller)
             .await
             .map(|body| responder.json(out, 200, &body)),
+        Endpoint::Metrics => metrics::handle(caller)
+            .await
+            .map(|body| responder.typed(out, 200, metrics::CONTENT_TYPE, &body)),
+        Endpoint::Demo if caller.config.demo => {
+            responder.typed(out, 200, demo::CONTENT_TYPE, demo::PAGE.as_bytes());
+            Ok(())
+        }
+        Endpoint::Demo => Err(ApiError::new(404, "File not found.")),
         Endpoint::Admin(route) => admin::handle(caller, route, head, &body)
             .await
             .map(|reply| match reply {

@@ -31,10 +31,10 @@ use super::validation::{
 use crate::broker::BrokerError;
 use crate::http::error::ApiError;
 use crate::message::{Action, Audience, CollectionRules, Message, RecordEvent, Rule, UserIds};
-use std::cell::RefCell;
-use std::collections::HashSet;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::collections::HashSet;
 
 /// Most messages one request may carry.
 pub const MAX_BATCH: usize = 10_000;

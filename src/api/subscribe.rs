@@ -10,6 +10,8 @@
 
 use super::caller::Caller;
 use super::validation::{self, MAX_TOPIC_BYTES};
+use crate::auth::VerifyError;
+use crate::core::AuthOutcome;
 use crate::http::error::{ApiError, SOMETHING_WENT_WRONG};
 use crate::http::request::Head;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -34,14 +36,22 @@ pub async fn handle(caller: &Caller<'_>, head: &Head, body: Vec<u8>) -> Result<(
     // PocketBase, and one address cannot keep many questions in flight.
     let _in_flight = if asks {
         broker.check_realtime_client(&form.client_id, ip).await?;
-        Some(caller.token_checks.start(ip)?)
+        let started = caller.token_checks.start(ip);
+        if started.is_err() {
+            broker.note_auth(AuthOutcome::Busy);
+        }
+        Some(started?)
     } else {
         None
     };
-    let auth = caller
-        .verifier
-        .verify(head.authorization.as_deref())
-        .await?;
+    let auth = caller.verifier.verify(head.authorization.as_deref()).await;
+    broker.note_auth(match &auth {
+        Ok(Some(_)) => AuthOutcome::Verified,
+        Ok(None) => AuthOutcome::Guest,
+        Err(VerifyError::Busy) => AuthOutcome::Busy,
+        Err(VerifyError::Unavailable) => AuthOutcome::Unavailable,
+    });
+    let auth = auth?;
     broker
         .set_subscriptions(&form.client_id, ip, form.subscriptions, auth)
         .await?;

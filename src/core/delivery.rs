@@ -71,6 +71,9 @@ impl Delivery<'_> {
         over_cap: OverCap,
     ) -> Result<bool, Refused> {
         let outcome = self.policy.message(client, name, data);
+        if outcome == Outcome::Panicked {
+            self.stats.hook_panicked += 1;
+        }
         match outcome.event(name, data) {
             None => {
                 // As in PocketBase, a skipped message still resets the idle timer.
@@ -78,7 +81,9 @@ impl Delivery<'_> {
                 self.stats.hook_skipped += 1;
                 Ok(false)
             }
-            Some(_) if outcome == Outcome::Deliver => self.queue(key, client, frame, over_cap),
+            Some(_) if matches!(outcome, Outcome::Deliver | Outcome::Panicked) => {
+                self.queue(key, client, frame, over_cap)
+            }
             Some((name, data)) => {
                 let own = Rc::new(Frame::new(name.as_bytes(), data));
                 self.queue(key, client, &own, over_cap)

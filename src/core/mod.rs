@@ -15,12 +15,13 @@
 //! | [`outbox`] ([`queue`]) | what waits to be written: per-client queues, the byte cap, the flush line |
 //! | [`writer`] | writing queues to sockets: direct sends, buffers for io_uring writes |
 //! | [`policy`] | the rules and hooks on connect, subscribe, message and disconnect |
-//! | [`stats`], [`error`] | counters; what a core refuses |
+//! | [`stats`], [`latency`], [`error`] | counters, publish → last write; what a core refuses |
 
 pub(crate) mod client;
 pub(crate) mod delivery;
 pub mod error;
 pub(crate) mod id;
+pub mod latency;
 pub mod ops;
 pub(crate) mod outbox;
 pub(crate) mod policy;
@@ -39,11 +40,11 @@ pub use id::{MAX_CORES, NodeId, Owner, locate};
 pub use ops::{ClientOp, OpReply};
 pub use policy::Policy;
 pub use pubsub::{Interest, InterestSink, channel_of};
-pub use stats::{CoreStats, Counters};
+pub use stats::{AuthOutcome, CoreStats, Counters};
 
 use crate::auth::Auth;
 use crate::frame::{BodyMode, Frame, ID_LEN};
-use crate::hooks::{EndReason, Outcome, Request};
+use crate::hooks::{EndReason, HookError, Outcome, Request};
 use crate::message::{Audience, Message, RecordEvent, Target};
 use crate::runtime::SocketRef;
 use bytes::Bytes;
@@ -168,7 +169,30 @@ impl Core {
 
     /// Runs the connect hook for the client just registered at `key`.
     pub fn connect(&mut self, key: usize, request: &Request<'_>) -> Result<(), CoreError> {
-        self.policy.connect(self.registry.client_mut(key), request)
+        let result = self.policy.connect(self.registry.client_mut(key), request);
+        self.count_hook_error(&result);
+        result
+    }
+
+    /// Counts a connect or subscribe hook's refusal or panic.
+    fn count_hook_error<T>(&mut self, result: &Result<T, CoreError>) {
+        match result {
+            Err(CoreError::Hook(HookError::Rejected(_))) => self.stats.hook_rejected += 1,
+            Err(CoreError::Hook(HookError::Panicked(_))) => self.stats.hook_panicked += 1,
+            _ => {}
+        }
+    }
+
+    /// Counts how a subscription request's token was taken (on the core
+    /// that checked it, which need not own the client).
+    pub fn note_auth(&mut self, outcome: AuthOutcome) {
+        let counter = match outcome {
+            AuthOutcome::Verified => &mut self.stats.auth_verified,
+            AuthOutcome::Guest => &mut self.stats.auth_guest,
+            AuthOutcome::Busy => &mut self.stats.auth_busy,
+            AuthOutcome::Unavailable => &mut self.stats.auth_unavailable,
+        };
+        *counter += 1;
     }
 
     /// What the message hook decides for one message to client `key` outside
@@ -177,8 +201,10 @@ impl Core {
         let outcome = self
             .policy
             .message(self.registry.client_mut(key), name, data);
-        if outcome == Outcome::Skip {
-            self.stats.hook_skipped += 1;
+        match outcome {
+            Outcome::Skip => self.stats.hook_skipped += 1,
+            Outcome::Panicked => self.stats.hook_panicked += 1,
+            _ => {}
         }
         outcome
     }
@@ -187,8 +213,21 @@ impl Core {
     /// hook why it ended.
     pub fn unregister(&mut self, key: usize, reason: EndReason) {
         let mut client = self.registry.remove(key);
-        self.policy
-            .disconnect(&client, reason, || self.pubsub.names(&client.subs));
+        let stats = &mut self.stats;
+        *match reason {
+            EndReason::ClientClosed => &mut stats.ended_client_closed,
+            EndReason::IdleTimeout => &mut stats.ended_idle_timeout,
+            EndReason::Lifetime => &mut stats.ended_lifetime,
+            EndReason::Shutdown => &mut stats.ended_shutdown,
+            EndReason::SlowConsumer => &mut stats.ended_slow_consumer,
+            EndReason::Unregistered => &mut stats.ended_unregistered,
+        } += 1;
+        if self
+            .policy
+            .disconnect(&client, reason, || self.pubsub.names(&client.subs))
+        {
+            self.stats.hook_panicked += 1;
+        }
         self.release(key, &mut client);
     }
 
@@ -309,7 +348,12 @@ impl Core {
         auth: Option<Auth>,
     ) -> Result<(), CoreError> {
         let client = realtime_client(&mut self.registry, id, key, ip)?;
-        let subs = self.policy.admit(client, subs, auth.as_ref())?;
+        let admitted = self.policy.admit(client, subs, auth.as_ref());
+        if admitted.is_err() {
+            self.count_hook_error(&admitted);
+        }
+        let subs = admitted?;
+        let client = self.registry.client_mut(key);
         if self.pubsub.topic_count() + self.pubsub.new_topics(&subs) > self.settings.max_topics {
             return Err(CoreError::TooManyTopics);
         }
@@ -364,6 +408,7 @@ impl Core {
     fn finish_fanout(&mut self, counted: u64, retracted: u64) -> u64 {
         let recipients = counted - retracted;
         self.stats.deliveries += recipients;
+        self.outbox.end_batch();
         self.outbox.wake_flusher();
         recipients
     }
@@ -608,6 +653,7 @@ impl Core {
                 topics: self.pubsub.topic_count() as u64,
                 ..self.stats.clone()
             },
+            latency: self.outbox.latency().clone(),
         }
     }
 }

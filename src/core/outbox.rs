@@ -9,6 +9,7 @@
 //! socket.
 
 use super::client::Client;
+use super::latency::{FanoutClock, Latency};
 use super::queue::Deliveries;
 use super::stats::Counters;
 use crate::frame::{BodyMode, Frame};
@@ -47,6 +48,8 @@ pub struct Outbox {
     max_queue: usize,
     /// The current fan-out, stamped on what it queues.
     batch: u32,
+    /// Publish → last write of each fan-out.
+    clock: FanoutClock,
 }
 
 impl Outbox {
@@ -57,6 +60,7 @@ impl Outbox {
             flusher: None,
             max_queue,
             batch: 0,
+            clock: FanoutClock::default(),
         }
     }
 
@@ -64,6 +68,18 @@ impl Outbox {
     /// ones did, should the client be dropped before this one is answered.
     pub fn begin_batch(&mut self) {
         self.batch = self.batch.wrapping_add(1);
+        self.clock.begin(self.batch);
+    }
+
+    /// Ends the fan-out [`Outbox::begin_batch`] started: its clock runs until
+    /// its last copy is written.
+    pub fn end_batch(&mut self) {
+        self.clock.end();
+    }
+
+    /// Publish → last write, as observed on this core.
+    pub fn latency(&self) -> &Latency {
+        self.clock.histogram()
     }
 
     /// Links `frame` into `client`'s queue and puts it in the flush line, or
@@ -89,6 +105,7 @@ impl Outbox {
         }
         self.deliveries
             .push(&mut client.queue, frame.clone(), self.batch);
+        self.clock.queued();
         client.queued_bytes += len;
         stats.queued_bytes += len as u64;
         if !client.dirty && !client.blocked {
@@ -138,7 +155,9 @@ impl Outbox {
         stats.queued_bytes -= client.queued_bytes as u64;
         client.queued_bytes = 0;
         client.sent = 0;
-        self.deliveries.clear(&mut client.queue, self.batch)
+        let clock = &mut self.clock;
+        self.deliveries
+            .clear(&mut client.queue, self.batch, |of| clock.left(of))
     }
 
     /// Records that `written` more bytes of `client`'s queue reached its
@@ -152,6 +171,7 @@ impl Outbox {
     ) {
         let mut n = written + client.sent;
         client.sent = 0;
+        stats.bytes_written += written as u64;
         while let Some(frame) = self.deliveries.front(&client.queue) {
             let len = frame.wire_len(client.mode);
             if n < len {
@@ -159,7 +179,9 @@ impl Outbox {
                 break;
             }
             n -= len;
-            self.deliveries.pop(&mut client.queue);
+            if let Some((_, batch)) = self.deliveries.pop(&mut client.queue) {
+                self.clock.left(batch);
+            }
             client.queued_bytes -= len;
             stats.queued_bytes -= len as u64;
             stats.frames_written += 1;

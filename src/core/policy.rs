@@ -110,18 +110,18 @@ impl Policy {
 
     /// Tells the disconnect hook that `client` (already unregistered) left;
     /// `subscriptions` names what it held, asked only when there is a hook.
+    /// `true` if the hook panicked.
     pub fn disconnect(
         &self,
         client: &Client,
         reason: EndReason,
         subscriptions: impl FnOnce() -> Vec<String>,
-    ) {
-        if self.hooks.has_disconnect() {
-            self.hooks.run_disconnect(&DisconnectEvent {
+    ) -> bool {
+        self.hooks.has_disconnect()
+            && self.hooks.run_disconnect(&DisconnectEvent {
                 client: client.view(),
                 reason,
                 subscriptions: &subscriptions(),
-            });
-        }
+            })
     }
 }

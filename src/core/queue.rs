@@ -67,7 +67,8 @@ impl Deliveries {
         (queue.head != NIL).then(|| &self.nodes[queue.head as usize].frame)
     }
 
-    pub fn pop(&mut self, queue: &mut Queue) -> Option<Rc<Frame>> {
+    /// Takes the oldest frame of `queue`, with the fan-out that queued it.
+    pub fn pop(&mut self, queue: &mut Queue) -> Option<(Rc<Frame>, u32)> {
         if queue.head == NIL {
             return None;
         }
@@ -76,7 +77,7 @@ impl Deliveries {
         if queue.head == NIL {
             queue.tail = NIL;
         }
-        Some(node.frame)
+        Some((node.frame, node.batch))
     }
 
     pub fn iter<'a>(&'a self, queue: &Queue) -> impl Iterator<Item = &'a Rc<Frame>> + 'a {
@@ -88,13 +89,19 @@ impl Deliveries {
         })
     }
 
-    /// Drops every queued frame of `queue`; returns how many there were,
-    /// and how many of them fan-out `batch` queued.
-    pub fn clear(&mut self, queue: &mut Queue, batch: u32) -> (usize, usize) {
+    /// Drops every queued frame of `queue`, telling `dropped` the fan-out
+    /// of each; returns how many there were, and how many of them fan-out
+    /// `batch` queued.
+    pub fn clear(
+        &mut self,
+        queue: &mut Queue,
+        batch: u32,
+        mut dropped: impl FnMut(u32),
+    ) -> (usize, usize) {
         let (mut all, mut of_batch) = (0, 0);
-        while queue.head != NIL {
-            of_batch += usize::from(self.nodes[queue.head as usize].batch == batch);
-            self.pop(queue);
+        while let Some((_, of)) = self.pop(queue) {
+            of_batch += usize::from(of == batch);
+            dropped(of);
             all += 1;
         }
         (all, of_batch)
@@ -137,12 +144,14 @@ mod tests {
         d.push(&mut b, f2.clone(), 1);
         d.push(&mut a, f2.clone(), 2);
         assert_eq!(d.iter(&a).count(), 2);
-        assert!(Rc::ptr_eq(d.pop(&mut a).as_ref().unwrap(), &f1));
+        assert!(Rc::ptr_eq(&d.pop(&mut a).unwrap().0, &f1));
         assert!(Rc::ptr_eq(d.front(&a).unwrap(), &f2));
-        assert_eq!(d.clear(&mut a, 2), (1, 1));
+        let mut seen = Vec::new();
+        assert_eq!(d.clear(&mut a, 2, |b| seen.push(b)), (1, 1));
+        assert_eq!(seen, [2]);
         assert!(a.is_empty());
         assert_eq!(d.len(), 1);
-        assert!(Rc::ptr_eq(d.pop(&mut b).as_ref().unwrap(), &f2));
+        assert!(Rc::ptr_eq(&d.pop(&mut b).unwrap().0, &f2));
         assert!(b.is_empty() && d.is_empty());
     }
 }

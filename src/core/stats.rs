@@ -4,6 +4,7 @@
 //! Every counter is declared once, in [`counters!`]: the struct, its doc and
 //! the sum come from that one list, so a total can never leave a field out.
 
+use super::latency::Latency;
 use serde::Serialize;
 use std::ops::{AddAssign, Deref, DerefMut};
 
@@ -41,6 +42,8 @@ counters! {
     deliveries,
     /// Frames fully written to a socket.
     frames_written,
+    /// Bytes of queued frames written to sockets.
+    bytes_written,
     /// Write operations submitted (deliveries / writes = coalescing factor).
     writes,
     /// Clients disconnected as slow consumers: over their queue cap, or their
@@ -52,10 +55,49 @@ counters! {
     queued_bytes,
     /// Deliveries the message hook skipped.
     hook_skipped,
+    /// Requests a connect or subscribe hook refused.
+    hook_rejected,
+    /// Hooks that panicked (any hook; caught and logged).
+    hook_panicked,
+    /// Streams that ended because the peer closed or a write failed.
+    ended_client_closed,
+    /// Streams ended by the idle timeout.
+    ended_idle_timeout,
+    /// Streams ended by the maximum lifetime.
+    ended_lifetime,
+    /// Streams ended by a shutdown.
+    ended_shutdown,
+    /// Streams ended as slow consumers (also counted in `dropped_clients`).
+    ended_slow_consumer,
+    /// Streams ended by server code (`Broker::unregister`, `DELETE /api/clients/{id}`).
+    ended_unregistered,
+    /// Subscription requests whose token was verified (a user).
+    auth_verified,
+    /// Subscription requests treated as a guest (no token, or one not valid).
+    auth_guest,
+    /// Subscription requests refused because too many token checks were
+    /// waiting (429).
+    auth_busy,
+    /// Subscription requests refused because PocketBase could not check the
+    /// token (503).
+    auth_unavailable,
     /// Deliveries refused because the event alone is larger than
     /// `--max-queue-bytes` (the broker refuses such messages up front; a
     /// message hook's rewrite can still make one).
     oversized_frames,
+}
+
+/// How a subscription request's token was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// A user.
+    Verified,
+    /// No token, or one that is not valid.
+    Guest,
+    /// Refused: too many token checks waiting.
+    Busy,
+    /// Refused: PocketBase could not check it.
+    Unavailable,
 }
 
 /// One core's counters, with its index.
@@ -64,6 +106,9 @@ pub struct CoreStats {
     pub core: usize,
     #[serde(flatten)]
     pub counters: Counters,
+    /// Publish → last write on this core (`/metrics` only).
+    #[serde(skip)]
+    pub latency: Latency,
 }
 
 impl CoreStats {
@@ -104,6 +149,7 @@ mod tests {
                 oversized_frames: 2,
                 ..Counters::default()
             },
+            ..CoreStats::default()
         };
         let two = CoreStats {
             core: 1,
@@ -112,6 +158,7 @@ mod tests {
                 topics: 4,
                 ..Counters::default()
             },
+            ..CoreStats::default()
         };
         let total = CoreStats::total([&one, &two]);
         assert_eq!(

@@ -671,3 +671,130 @@ fn fields_trim_the_record_once_per_subscription() {
         "{out}"
     );
 }
+
+#[test]
+fn ends_are_counted_by_reason() {
+    let mut c = core();
+    let reasons = [
+        EndReason::ClientClosed,
+        EndReason::IdleTimeout,
+        EndReason::Lifetime,
+        EndReason::Shutdown,
+        EndReason::SlowConsumer,
+        EndReason::Unregistered,
+        EndReason::ClientClosed,
+    ];
+    for reason in reasons {
+        let (k, _) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+        c.unregister(k, reason);
+    }
+    // A client whose connect was refused never was a stream: not an end.
+    let (k, _) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.discard(k);
+    let s = c.stats();
+    assert_eq!(
+        [
+            s.ended_client_closed,
+            s.ended_idle_timeout,
+            s.ended_lifetime,
+            s.ended_shutdown,
+            s.ended_slow_consumer,
+            s.ended_unregistered,
+        ],
+        [2, 1, 1, 1, 1, 1]
+    );
+}
+
+#[test]
+fn hook_refusals_and_panics_are_counted() {
+    let hooks = Hooks::new()
+        .on_connect(|e| match e.header("x-no") {
+            Some(_) => Err(crate::hooks::Reject::new(401, "no")),
+            None => Ok(()),
+        })
+        .on_subscribe(|e| {
+            if e.subscriptions().iter().any(|s| s == "boom") {
+                panic!("subscribe hook");
+            }
+            Ok(())
+        })
+        .on_message(|e| {
+            if e.name() == "boom" {
+                panic!("message hook");
+            }
+        })
+        .on_disconnect(|_| panic!("disconnect hook"));
+    let mut c = core_with(settings(), hooks);
+    let refused = [("x-no".to_owned(), "1".to_owned())];
+    let request = |headers| Request {
+        remote_addr: std::net::SocketAddr::new(LOCAL, 1),
+        path: "/api/realtime",
+        query: "",
+        headers,
+    };
+    let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    assert!(c.connect(k, &request(&refused)).is_err());
+    assert!(c.connect(k, &request(&[])).is_ok());
+    assert!(
+        c.set_subscriptions(&id, k, LOCAL, vec!["boom".into()], None)
+            .is_err()
+    );
+    c.set_subscriptions(&id, k, LOCAL, vec!["ok".into()], None)
+        .unwrap();
+    // A panicking message hook delivers the message unchanged.
+    assert_eq!(c.send(&id, k, "boom", b"1"), Ok(true));
+    c.unregister(k, EndReason::ClientClosed);
+    let s = c.stats();
+    assert_eq!((s.hook_rejected, s.hook_panicked), (1, 3));
+}
+
+#[test]
+fn token_outcomes_are_counted() {
+    let mut c = core();
+    for outcome in [
+        AuthOutcome::Verified,
+        AuthOutcome::Guest,
+        AuthOutcome::Guest,
+        AuthOutcome::Busy,
+        AuthOutcome::Unavailable,
+    ] {
+        c.note_auth(outcome);
+    }
+    let s = c.stats();
+    assert_eq!(
+        [
+            s.auth_verified,
+            s.auth_guest,
+            s.auth_busy,
+            s.auth_unavailable
+        ],
+        [1, 2, 1, 1]
+    );
+}
+
+#[test]
+fn a_fanout_is_timed_until_its_last_copy_is_written() {
+    let mut c = core();
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+        c.set_subscriptions(&id, k, LOCAL, vec!["t".into()], None)
+            .unwrap();
+        keys.push(k);
+    }
+    assert_eq!(c.publish(&[Message::custom("t", *b"1")]), 3);
+    render(&mut c, keys[0]);
+    render(&mut c, keys[1]);
+    assert_eq!(c.stats().latency.count, 0, "one copy still queued");
+    let bytes = render(&mut c, keys[2]);
+    let s = c.stats();
+    assert_eq!(s.latency.count, 1);
+    assert_eq!(s.bytes_written, 3 * bytes.len() as u64);
+    // A fan-out nobody receives is not observed; a dropped copy ends its clock too.
+    c.publish(&[Message::custom("nobody", *b"1")]);
+    c.publish(&[Message::custom("t", *b"2")]);
+    render(&mut c, keys[0]);
+    render(&mut c, keys[1]);
+    c.unregister(keys[2], EndReason::ClientClosed);
+    assert_eq!(c.stats().latency.count, 2);
+}

@@ -85,8 +85,13 @@ impl<'a> Responder<'a> {
 
     /// A JSON response (`body` already serialised).
     pub fn json(&self, out: &mut Vec<u8>, status: u16, body: &[u8]) {
+        self.typed(out, status, "application/json", body);
+    }
+
+    /// A response with a body of another type (`/metrics`, the demo page).
+    pub fn typed(&self, out: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8]) {
         self.status_line(out, status);
-        out.extend_from_slice(b"Content-Type: application/json\r\n");
+        let _ = write!(out, "Content-Type: {content_type}\r\n");
         out.extend_from_slice(COOP.as_bytes());
         out.extend_from_slice(NOSNIFF_ETC.as_bytes());
         self.trailer(out, Some(body.len()));

@@ -227,6 +227,8 @@ fn run_one(
 }
 
 /// Runs the load tool with its stdout in `out`, killing it after `limit`. Returns its exit code.
+/// Its stderr (a progress line a second, warnings, errors) goes to `log` and, indented, to ours,
+/// so that a long scenario shows progress while it runs.
 fn run_loadgen(
     bin: &Path,
     args: &[String],
@@ -235,26 +237,57 @@ fn run_loadgen(
     limit: Duration,
 ) -> anyhow::Result<Option<i32>> {
     let stdout = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let stderr = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
+    let tee = child.stderr.take().map(|pipe| tee_lines(pipe, log_file));
     let deadline = Instant::now() + limit;
-    loop {
+    let code = loop {
         if let Some(status) = child.try_wait()? {
-            return Ok(status.code());
+            break status.code();
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
+            if let Some(tee) = tee {
+                let _ = tee.join();
+            }
             anyhow::bail!("the load tool was killed after the scenario's limit of {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
+    };
+    // Every line the tool wrote is in the log (and on screen) before its output is read.
+    if let Some(tee) = tee {
+        let _ = tee.join();
     }
+    Ok(code)
+}
+
+/// Copies `pipe` line by line into `log` and, indented, to our stderr, until it closes.
+fn tee_lines(
+    pipe: impl std::io::Read + Send + 'static,
+    mut log: File,
+) -> std::thread::JoinHandle<()> {
+    use std::io::{BufRead, Write};
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(pipe);
+        let mut line = Vec::new();
+        // Byte lines: a stray non-UTF-8 byte must not end the copy.
+        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let _ = log.write_all(&line);
+            let text = String::from_utf8_lossy(&line);
+            eprint!("      {text}");
+            if !text.ends_with('\n') {
+                eprintln!();
+            }
+            line.clear();
+        }
+    })
 }
 
 pub fn load_json(raw_dir: &Path, file: &str) -> Option<Value> {
