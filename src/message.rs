@@ -66,15 +66,47 @@ pub struct RecordEvent {
     /// The collection's rules, when the publisher sent them (PocketBase's
     /// forwarder does); without them the message's audience decides alone.
     pub rules: Option<CollectionRules>,
+    /// What only some subscribers see, when the publisher sent it.
+    pub private: Option<PrivateFields>,
 }
 
-/// A collection's list and view rules, compiled, and the field types they
-/// were compiled with (subscription filters are compiled with them too).
+/// What PocketBase adds to a record for some subscribers only: the hidden
+/// fields, for superusers; an auth record's `email` when it is not visible
+/// to everyone, for superusers, the record's own user and whoever passes
+/// the collection's manage rule.
+#[derive(Debug, Default, PartialEq)]
+pub struct PrivateFields {
+    pub hidden: serde_json::Map<String, Value>,
+    pub email: Option<Value>,
+}
+
+/// Which version of a record a subscriber gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Public,
+    /// With the email: the record's own user, or a manager.
+    Owner,
+    /// With the email and the hidden fields.
+    Superuser,
+}
+
+/// A collection's list, view and manage rules, compiled, and the field types
+/// they were compiled with (subscription filters are compiled with them too).
 #[derive(Debug, PartialEq)]
 pub struct CollectionRules {
     pub list: Rule,
     pub view: Rule,
+    /// Who may see an auth record's email even when it is not visible.
+    pub manage: Rule,
     pub schema: Option<Arc<SchemaVersion>>,
+}
+
+/// A collection's rules as PocketBase stores them (`None`: null).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleTexts<'a> {
+    pub list: Option<&'a str>,
+    pub view: Option<&'a str>,
+    pub manage: Option<&'a str>,
 }
 
 /// A collection's field types, with what they were read from (PocketBase's
@@ -103,15 +135,24 @@ impl SchemaVersion {
 }
 
 impl CollectionRules {
-    /// The rules as PocketBase stores them (`None`: null), compiled for the
-    /// collection described by `schema`.
-    pub fn new(list: Option<&str>, view: Option<&str>, schema: Option<Value>) -> CollectionRules {
+    /// The rules, compiled for the collection described by `schema`.
+    pub fn new(texts: RuleTexts<'_>, schema: Option<Value>) -> CollectionRules {
         let schema = schema.map(|s| Arc::new(SchemaVersion::new(s)));
         let types = schema.as_ref().map(|s| &s.schema);
         CollectionRules {
-            list: Rule::compile(list, types),
-            view: Rule::compile(view, types),
+            list: Rule::compile(texts.list, types),
+            view: Rule::compile(texts.view, types),
+            manage: Rule::compile(texts.manage, types),
             schema,
+        }
+    }
+
+    /// The rules as PocketBase stores them.
+    pub fn texts(&self) -> RuleTexts<'_> {
+        RuleTexts {
+            list: self.list.text(),
+            view: self.view.text(),
+            manage: self.manage.text(),
         }
     }
 }
@@ -191,6 +232,42 @@ impl RecordEvent {
     /// with `record` already serialised.
     pub fn payload(&self, record_json: &[u8]) -> Vec<u8> {
         record_payload(record_json, self.action)
+    }
+
+    /// The record as a subscriber with `view` sees it, keys sorted as
+    /// PocketBase writes them; `None` when that is the published record.
+    pub fn record_as(&self, view: View) -> Option<Value> {
+        let private = self.private.as_ref()?;
+        let Value::Object(public) = &self.record else {
+            return None;
+        };
+        let email = private.email.as_ref().map(|e| ("email", e));
+        let extra: Vec<(&str, &Value)> = match view {
+            View::Public => return None,
+            View::Owner => email.into_iter().collect(),
+            View::Superuser => private
+                .hidden
+                .iter()
+                .map(|(k, v)| (k.as_str(), v))
+                .chain(email)
+                .collect(),
+        };
+        if extra.is_empty() {
+            return None;
+        }
+        let mut fields: Vec<(&str, &Value)> = public
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .collect();
+        fields.extend(extra);
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        Some(Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.clone()))
+                .collect(),
+        ))
     }
 }
 
@@ -329,6 +406,7 @@ impl Message {
                 action,
                 record,
                 rules: None,
+                private: None,
             },
             record_json,
         )

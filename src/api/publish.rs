@@ -30,7 +30,10 @@ use super::validation::{
 };
 use crate::broker::BrokerError;
 use crate::http::error::ApiError;
-use crate::message::{Action, Audience, CollectionRules, Message, RecordEvent, Rule, UserIds};
+use crate::message::{
+    Action, Audience, CollectionRules, Message, PrivateFields, RecordEvent, Rule, RuleTexts,
+    UserIds,
+};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
@@ -320,7 +323,11 @@ fn rules(map: &Object<'_>, errors: &mut Map<String, Value>) -> Option<Collection
             None
         }
     };
-    let (list, view) = (rule("list")?, rule("view")?);
+    let texts = RuleTexts {
+        list: rule("list")?,
+        view: rule("view")?,
+        manage: rule("manage")?,
+    };
     let schema = match map.get("schema") {
         None | Some(Value::Null) => None,
         Some(schema @ Value::Object(_)) => Some(schema.clone()),
@@ -329,7 +336,34 @@ fn rules(map: &Object<'_>, errors: &mut Map<String, Value>) -> Option<Collection
             return None;
         }
     };
-    Some(CollectionRules::new(list, view, schema))
+    Some(CollectionRules::new(texts, schema))
+}
+
+/// A record event's fields for some subscribers only: `hidden` (an object of
+/// the hidden fields, for superusers) and `email` (an auth record's email
+/// that is not visible to everyone, for superusers, its own user and its
+/// managers), as PocketBase's realtime sends them.
+fn private(map: &Object<'_>, errors: &mut Map<String, Value>) -> Option<PrivateFields> {
+    let hidden = match map.get("hidden") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(hidden)) => Some(hidden.clone()),
+        Some(_) => {
+            errors.insert("hidden".into(), invalid_type("an object"));
+            return None;
+        }
+    };
+    let email = match map.get("email") {
+        None | Some(Value::Null) => None,
+        Some(email @ Value::String(_)) => Some(email.clone()),
+        Some(_) => {
+            errors.insert("email".into(), invalid_type("a string"));
+            return None;
+        }
+    };
+    (hidden.is_some() || email.is_some()).then(|| PrivateFields {
+        hidden: hidden.unwrap_or_default(),
+        email,
+    })
 }
 
 /// Logs, once per rule text (and thread), a rule the edge cannot evaluate:
@@ -411,6 +445,7 @@ fn target(map: &Object<'_>) -> Result<Message, Map<String, Value>> {
             }
         }
         let rules = rules(map, &mut errors);
+        let private = private(map, &mut errors);
         if let (Some(c), Some(r)) = (collection, &rules) {
             warn_fallbacks(c, r);
         }
@@ -425,6 +460,7 @@ fn target(map: &Object<'_>) -> Result<Message, Map<String, Value>> {
                     action: a,
                     record: record.clone(),
                     rules,
+                    private,
                 };
                 Ok(Message::record_event(event, json.as_bytes()))
             }

@@ -11,7 +11,10 @@
 use crate::auth::Auth;
 use crate::core::{ClientInfo, ClientOp, CoreError, NodeId, OpReply, StoreOp};
 use crate::hooks::{HookError, Reject};
-use crate::message::{Action, Audience, CollectionRules, Message, RecordEvent, Target, UserIds};
+use crate::message::{
+    Action, Audience, CollectionRules, Message, PrivateFields, RecordEvent, RuleTexts, Target,
+    UserIds,
+};
 use smallvec::SmallVec;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -99,9 +102,19 @@ pub fn publish(from: NodeId, msg: &Message) -> Vec<u8> {
                 None => w.u8(0),
                 Some(rules) => {
                     w.u8(1);
-                    w.opt_str(rules.list.text());
-                    w.opt_str(rules.view.text());
+                    let texts = rules.texts();
+                    w.opt_str(texts.list);
+                    w.opt_str(texts.view);
+                    w.opt_str(texts.manage);
                     w.json(&rules.schema.as_ref().map(|s| &s.source));
+                }
+            }
+            match &ev.private {
+                None => w.u8(0),
+                Some(private) => {
+                    w.u8(1);
+                    w.json(&private.hidden);
+                    w.json(&private.email);
                 }
             }
         }
@@ -296,15 +309,24 @@ fn read_message(r: &mut Reader<'_>) -> Result<Message, Malformed> {
             let rules = match r.u8()? {
                 0 => None,
                 1 => {
-                    let (list, view) = (r.opt_string()?, r.opt_string()?);
+                    let (list, view, manage) = (r.opt_string()?, r.opt_string()?, r.opt_string()?);
                     let schema: Option<serde_json::Value> = r.json()?;
-                    Some(CollectionRules::new(
-                        list.as_deref(),
-                        view.as_deref(),
-                        schema,
-                    ))
+                    let texts = RuleTexts {
+                        list: list.as_deref(),
+                        view: view.as_deref(),
+                        manage: manage.as_deref(),
+                    };
+                    Some(CollectionRules::new(texts, schema))
                 }
                 _ => return Err(Malformed("rules")),
+            };
+            let private = match r.u8()? {
+                0 => None,
+                1 => Some(PrivateFields {
+                    hidden: r.json()?,
+                    email: r.json()?,
+                }),
+                _ => return Err(Malformed("private")),
             };
             Some(Arc::new(RecordEvent {
                 collection,
@@ -313,6 +335,7 @@ fn read_message(r: &mut Reader<'_>) -> Result<Message, Malformed> {
                 action,
                 record,
                 rules,
+                private,
             }))
         }
         _ => return Err(Malformed("record")),
@@ -533,11 +556,19 @@ mod tests {
             {
                 let mut m = Message::record("notes", None, Action::Delete, "n1", br#"{"id":"n1"}"#);
                 let ev = Arc::get_mut(m.record.as_mut().unwrap()).unwrap();
+                let texts = RuleTexts {
+                    list: Some("owner = @request.auth.id"),
+                    manage: Some(""),
+                    ..RuleTexts::default()
+                };
                 ev.rules = Some(CollectionRules::new(
-                    Some("owner = @request.auth.id"),
-                    None,
+                    texts,
                     Some(serde_json::json!({"fields": [{"name": "owner", "type": "text"}]})),
                 ));
+                ev.private = Some(PrivateFields {
+                    hidden: serde_json::from_str(r#"{"secret":1}"#).unwrap(),
+                    email: Some("a@b.c".into()),
+                });
                 m
             },
         ] {

@@ -45,7 +45,7 @@ pub use stats::{AuthOutcome, CoreStats, Counters};
 use crate::auth::Auth;
 use crate::frame::{BodyMode, Frame, ID_LEN};
 use crate::hooks::{EndReason, HookError, Outcome, Request};
-use crate::message::{Audience, Message, RecordEvent, Target};
+use crate::message::{Audience, Message, RecordEvent, Target, View};
 use crate::runtime::SocketRef;
 use bytes::Bytes;
 use client::Client;
@@ -53,6 +53,8 @@ use delivery::Delivery;
 use outbox::{Outbox, OverCap, Refused};
 use pubsub::PubSub;
 use registry::Registry;
+use serde_json::Value;
+use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -707,33 +709,57 @@ fn to_record_subscribers(
 ) -> u64 {
     let now = SystemTime::now();
     let schema = event.rules.as_ref().and_then(|r| r.schema.as_deref());
+    // The record with what only some see, built once per publish if anyone gets it.
+    let (owner_record, superuser_record) = (OnceCell::new(), OnceCell::new());
     let mut recipients = 0;
     for group in pubsub.groups(msg) {
         let rule = event.rule_for(channel_of(group.name));
-        // Trimmed to the subscription's `fields`: serialised once for all its subscribers.
-        let (frame, data) = match group.options.and_then(|o| o.fields()) {
-            Some(fields) => {
-                let data = event.payload(&fields.project(&event.record));
-                let frame = Rc::new(Frame::new(group.name.as_bytes(), &data));
-                (frame, std::borrow::Cow::Owned(data))
-            }
-            None => (group.frame.clone(), std::borrow::Cow::Borrowed(&*msg.data)),
+        let fields = group.options.and_then(|o| o.fields());
+        // Serialised once per subscription string (trimmed to its `fields`)
+        // and record version, for all its subscribers.
+        let render = |record: &Value| {
+            let json = match fields {
+                Some(fields) => fields.project(record),
+                None => record.to_string().into_bytes(),
+            };
+            let data = event.payload(&json);
+            (Rc::new(Frame::new(group.name.as_bytes(), &data)), data)
         };
-        let mut deliver_all = |filter: Option<&crate::filter::Filter>| {
+        let trimmed;
+        let public: (&Rc<Frame>, &[u8]) = match fields {
+            Some(_) => {
+                trimmed = render(&event.record);
+                (&trimmed.0, &trimmed.1)
+            }
+            None => (&group.frame, &msg.data),
+        };
+        let versions = [OnceCell::new(), OnceCell::new()];
+        let mut deliver_all = |filter: Option<records::SubscriptionFilter<'_>>| {
             for &key in group.clients {
                 let client = registry.client_mut(key as usize);
-                if records::admits(event, &msg.audience, rule, filter, client.auth(), now)
-                    && matches!(
-                        delivery.deliver(
-                            key,
-                            client,
-                            &frame,
-                            group.name,
-                            &data,
-                            OverCap::Disconnect
-                        ),
-                        Ok(true)
-                    )
+                if !records::admits(event, &msg.audience, rule, filter, client.auth(), now) {
+                    continue;
+                }
+                let view = records::view_of(event, client.auth(), now);
+                let (cell, version) = match view {
+                    View::Public => (None, None),
+                    View::Owner => (Some(&versions[0]), Some(&owner_record)),
+                    View::Superuser => (Some(&versions[1]), Some(&superuser_record)),
+                };
+                let (frame, data) = match (cell, version) {
+                    (Some(cell), Some(version)) => {
+                        match version.get_or_init(|| event.record_as(view)) {
+                            Some(record) => {
+                                let (frame, data) = cell.get_or_init(|| render(record));
+                                (frame, &data[..])
+                            }
+                            None => public,
+                        }
+                    }
+                    _ => public,
+                };
+                if let Ok(true) =
+                    delivery.deliver(key, client, frame, group.name, data, OverCap::Disconnect)
                 {
                     recipients += 1;
                 }

@@ -17,7 +17,7 @@
 
 use crate::auth::Auth;
 use crate::filter::{Fields, Filter, SubscriptionOptions};
-use crate::message::{Audience, RecordEvent, Rule, SchemaVersion};
+use crate::message::{Audience, RecordEvent, Rule, SchemaVersion, View};
 use std::cell::RefCell;
 use std::time::SystemTime;
 
@@ -31,6 +31,10 @@ pub struct Options {
 #[derive(Debug)]
 struct FilterOption {
     text: String,
+    /// PocketBase lets only superusers filter by `@collection.*` or
+    /// `@request.*` (a substring of the filter or sort, checked loosely, as
+    /// its `checkForSuperuserOnlyRuleFields` does): anyone else gets nothing.
+    superusers_only: bool,
     /// Compiled for the schema with this hash (0: none), or refused.
     compiled: RefCell<Option<(u64, Option<Filter>)>>,
 }
@@ -47,8 +51,15 @@ impl Options {
             // PocketBase ignores options it cannot read.
             Err(_) => return None,
         };
+        let superusers_only = ["filter", "sort"].iter().any(|param| {
+            options
+                .query
+                .get(*param)
+                .is_some_and(|v| v.contains("@collection.") || v.contains("@request."))
+        });
         let filter = options.filter.map(|text| FilterOption {
             text,
+            superusers_only,
             compiled: RefCell::new(None),
         });
         // A `fields` PocketBase cannot pick makes it send the whole record.
@@ -66,7 +77,7 @@ impl Options {
     pub fn with_filter<T>(
         &self,
         schema: Option<&SchemaVersion>,
-        f: impl FnOnce(Option<&Filter>) -> T,
+        f: impl FnOnce(Option<SubscriptionFilter<'_>>) -> T,
     ) -> Option<T> {
         let Some(filter) = &self.filter else {
             return Some(f(None));
@@ -78,11 +89,25 @@ impl Options {
                 Some(s) => Filter::compile_with(&filter.text, &s.schema),
                 None => Filter::compile(&filter.text),
             };
-            *compiled = Some((hash, result.ok()));
+            // PocketBase 0.40.6's realtime never matches a subscription
+            // filter that joins the auth collection (`@request.auth.name`;
+            // only superusers may send one): seen side by side in
+            // tests/js/e2e/rules.test.mjs. Collection rules are not affected.
+            *compiled = Some((hash, result.ok().filter(|f| !f.joins_auth())));
         }
-        let filter = compiled.as_ref().and_then(|(_, f)| f.as_ref())?;
-        Some(f(Some(filter)))
+        let compiled = compiled.as_ref().and_then(|(_, f)| f.as_ref())?;
+        Some(f(Some(SubscriptionFilter {
+            filter: compiled,
+            superusers_only: filter.superusers_only,
+        })))
     }
+}
+
+/// A subscription's compiled filter, and whether only superusers may use it.
+#[derive(Clone, Copy)]
+pub struct SubscriptionFilter<'a> {
+    filter: &'a Filter,
+    superusers_only: bool,
 }
 
 /// Whether a client authenticated as `auth` may receive record event `event` under `rule` (the one
@@ -92,7 +117,7 @@ pub fn admits(
     event: &RecordEvent,
     audience: &Audience,
     rule: Option<&Rule>,
-    filter: Option<&Filter>,
+    filter: Option<SubscriptionFilter<'_>>,
     auth: Option<&Auth>,
     now: SystemTime,
 ) -> bool {
@@ -104,7 +129,41 @@ pub fn admits(
         Some(Rule::Superusers) => superuser,
         Some(Rule::Filter(f)) => superuser || f.matches(&event.record, auth_record, now),
     };
-    allowed && filter.is_none_or(|f| f.matches(&event.record, auth_record, now))
+    allowed
+        && filter.is_none_or(|f| {
+            (superuser || !f.superusers_only) && f.filter.matches(&event.record, auth_record, now)
+        })
+}
+
+/// Which version of `event`'s record a client authenticated as `auth`, who
+/// passed the rules, gets: as PocketBase's realtime, superusers see hidden
+/// fields, and an auth record's own user and its managers (the manage rule)
+/// see its email.
+pub fn view_of(event: &RecordEvent, auth: Option<&Auth>, now: SystemTime) -> View {
+    let (Some(private), Some(auth)) = (&event.private, auth) else {
+        return View::Public;
+    };
+    if auth.superuser {
+        return View::Superuser;
+    }
+    if private.email.is_none() {
+        return View::Public;
+    }
+    let collection = event.collection_id.as_deref().unwrap_or(&event.collection);
+    let own = auth.id == *event.record_id
+        && (auth.collection_id == collection || auth.collection_name == collection);
+    let manager = || {
+        event.rules.as_ref().is_some_and(|r| match &r.manage {
+            Rule::Everyone => true,
+            Rule::Filter(f) => f.matches(&event.record, auth.record.as_deref(), now),
+            Rule::Superusers | Rule::Fallback { .. } => false,
+        })
+    };
+    if own || manager() {
+        View::Owner
+    } else {
+        View::Public
+    }
 }
 
 #[cfg(test)]
@@ -122,7 +181,7 @@ mod tests {
         let o = with(r#"{"query":{"filter":"status = 'published'","fields":"id,title"}}"#);
         assert!(o.fields().is_some());
         assert_eq!(
-            o.with_filter(None, |f| f.map(|f| f.text().to_owned())),
+            o.with_filter(None, |f| f.map(|f| f.filter.text().to_owned())),
             Some(Some("status = 'published'".into()))
         );
         let broken = with(r#"{"query":{"filter":"status = "}}"#);

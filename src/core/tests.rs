@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::hooks::Hooks;
-use crate::message::{Action, Audience, UserIds};
+use crate::message::{Action, Audience, RuleTexts, UserIds};
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::task::{Context, Poll, Waker};
@@ -587,10 +587,96 @@ fn post(id: &str, owner: &str, status: &str, list: Option<&str>, view: Option<&s
             record_id: id.into(),
             action: Action::Create,
             record,
-            rules: Some(CollectionRules::new(list, view, Some(schema))),
+            rules: Some(CollectionRules::new(
+                RuleTexts {
+                    list,
+                    view,
+                    manage: None,
+                },
+                Some(schema),
+            )),
+            private: None,
         },
         json.as_bytes(),
     )
+}
+
+#[test]
+fn hidden_fields_reach_superusers_and_the_email_owners_and_managers() {
+    use crate::message::{CollectionRules, PrivateFields, RecordEvent};
+    let record = serde_json::json!({"id": "u1", "name": "N", "verified": true});
+    let json = record.to_string();
+    let event = |manage| {
+        Message::record_event(
+            RecordEvent {
+                collection: "users".into(),
+                collection_id: Some("_pb_users_auth_".into()),
+                record_id: "u1".into(),
+                action: Action::Update,
+                record: record.clone(),
+                rules: Some(CollectionRules::new(
+                    RuleTexts {
+                        list: Some(""),
+                        view: Some(""),
+                        manage,
+                    },
+                    None,
+                )),
+                private: Some(PrivateFields {
+                    hidden: serde_json::from_str(r#"{"secret":"s"}"#).unwrap(),
+                    email: Some("u1@example.com".into()),
+                }),
+            },
+            json.as_bytes(),
+        )
+    };
+    let mut c = core();
+    let projected = format!(
+        "users/*?options={}",
+        options(r#"{"query":{"fields":"id,email,secret"}}"#)
+    );
+    let mut keys = Vec::new();
+    for auth in [user("u1", false), user("u2", false), user("su", true), None] {
+        let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+        let subs = vec!["users/*".to_owned(), projected.clone()];
+        c.set_subscriptions(&id, k, LOCAL, subs, auth).unwrap();
+        keys.push(k);
+    }
+    assert_eq!(c.publish(&[event(None)]), 8);
+    let seen: Vec<String> = keys
+        .iter()
+        .map(|&k| String::from_utf8(render(&mut c, k)).unwrap())
+        .collect();
+    let public = r#"{"record":{"id":"u1","name":"N","verified":true},"action":"update"}"#;
+    let own = r#"{"record":{"email":"u1@example.com","id":"u1","name":"N","verified":true},"action":"update"}"#;
+    let all = r#"{"record":{"email":"u1@example.com","id":"u1","name":"N","secret":"s","verified":true},"action":"update"}"#;
+    let own_projected = r#"{"record":{"email":"u1@example.com","id":"u1"},"action":"update"}"#;
+    let all_projected =
+        r#"{"record":{"email":"u1@example.com","id":"u1","secret":"s"},"action":"update"}"#;
+    assert!(
+        seen[0].contains(own) && seen[0].contains(own_projected),
+        "the user themself: {}",
+        seen[0]
+    );
+    assert!(
+        seen[1].contains(public) && !seen[1].contains("\"email\":"),
+        "another user: {}",
+        seen[1]
+    );
+    assert!(
+        seen[2].contains(all) && seen[2].contains(all_projected),
+        "a superuser: {}",
+        seen[2]
+    );
+    assert!(
+        seen[3].contains(public) && !seen[3].contains("\"email\":"),
+        "a guest: {}",
+        seen[3]
+    );
+    // Whoever passes the manage rule sees the email too.
+    assert_eq!(c.publish(&[event(Some("@request.auth.id = 'u2'"))]), 8);
+    let managed = String::from_utf8(render(&mut c, keys[1])).unwrap();
+    assert!(managed.contains(own), "a manager: {managed}");
 }
 
 fn options(json: &str) -> String {
@@ -645,6 +731,28 @@ fn record_rules_and_subscription_filters_decide_per_subscriber() {
     assert_eq!(c.publish(&[post("p6", "u9", "published", joined, None)]), 4);
     let superusers = post("p7", "u9", "published", joined, None).for_audience(Audience::Superusers);
     assert_eq!(c.publish(&[superusers]), 1);
+}
+
+#[test]
+fn request_and_collection_fields_in_a_filter_are_for_superusers_only() {
+    let mut c = core();
+    let subs = [
+        r#"{"query":{"filter":"owner = @request.auth.id"}}"#,
+        r#"{"query":{"filter":"owner != ''","sort":"@collection.x.y"}}"#,
+        // Joins the auth collection: PocketBase's realtime never matches it.
+        r#"{"query":{"filter":"@request.auth.name = 'x' || owner != ''"}}"#,
+    ]
+    .map(|o| format!("posts/*?options={}", options(o)));
+    for superuser in [false, true] {
+        let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+        c.set_subscriptions(&id, k, LOCAL, subs.to_vec(), user("u1", superuser))
+            .unwrap();
+    }
+    // The first two pass for u1, but PocketBase only lets the superuser use them.
+    assert_eq!(
+        c.publish(&[post("p1", "u1", "draft", Some(""), Some(""))]),
+        2
+    );
 }
 
 #[test]

@@ -96,6 +96,7 @@ pub(crate) struct Compiled {
     pub(crate) root: Node,
     pub(crate) vars: Vec<Var>,
     pub(crate) uses_macros: bool,
+    pub(crate) joins_auth: bool,
 }
 
 fn unsupported(what: impl Into<String>) -> FilterError {
@@ -115,12 +116,14 @@ pub(crate) fn compile(text: &str, schema: Option<&Schema>) -> Result<Compiled, F
         vars: Vec::new(),
         budget: MAX_EXPRESSIONS,
         uses_macros: false,
+        joins_auth: false,
     };
     let root = c.groups(&groups)?;
     Ok(Compiled {
         root,
         vars: c.vars,
         uses_macros: c.uses_macros,
+        joins_auth: c.joins_auth,
     })
 }
 
@@ -129,6 +132,9 @@ struct Compiler<'s> {
     vars: Vec<Var>,
     budget: usize,
     uses_macros: bool,
+    /// An `@request.auth.*` field other than the plain ones: PocketBase
+    /// joins the auth collection for it.
+    joins_auth: bool,
 }
 
 impl Compiler<'_> {
@@ -224,6 +230,7 @@ impl Compiler<'_> {
                 ) {
                     return Ok(Opd::AuthStatic(props[2].into()));
                 }
+                self.joins_auth = true;
                 self.props(Source::Auth, &props[2..], name)
             }
             "@request" => Err(unsupported(format!(

@@ -45,6 +45,7 @@ pub struct Filter {
     root: compile::Node,
     vars: Box<[compile::Var]>,
     uses_macros: bool,
+    joins_auth: bool,
 }
 
 /// Most filters join fewer `:each` fields than this; more spill to the heap.
@@ -71,7 +72,15 @@ impl Filter {
             root: c.root,
             vars: c.vars.into_boxed_slice(),
             uses_macros: c.uses_macros,
+            joins_auth: c.joins_auth,
         })
+    }
+
+    /// Whether it reads an `@request.auth.*` field other than `id`,
+    /// `collectionId`, `collectionName`, `email`, `emailVisibility` and
+    /// `verified`, which PocketBase resolves by joining the auth collection.
+    pub fn joins_auth(&self) -> bool {
+        self.joins_auth
     }
 
     /// The filter's text.

@@ -12,6 +12,8 @@
 //   RINGCAST_AUDIENCE_<COLLECTION>    audience for a collection whose list rule is not one of
 //                                     the recognised shapes (see ringcast/forwarder.js)
 //   RINGCAST_TIMEOUT                  seconds per attempt (default 2)
+//   RINGCAST_SEND_HIDDEN              "false": hidden fields' values are not sent (ringcast would
+//                                     deliver them to superusers only, as PocketBase does)
 //
 // The "after success" hooks run once the change is committed, so a rolled-back write is never
 // published. They run synchronously in the request that made the change: a failing ringcast

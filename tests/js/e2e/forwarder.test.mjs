@@ -91,6 +91,7 @@ test("a create is published with the public record, the audience and the token",
         ["id", "text", false, 0], ["title", "text", false, 0], ["owner", "relation", false, 1],
         ["internal", "text", true, 0],
     ], "every field's type, hidden ones flagged (their values are never sent)");
+    assert.deepEqual(n.hidden, { internal: "hidden" }, "hidden values, for ringcast to show superusers only");
     assert.deepEqual(n.audience, { users: [stack.users.user1.id] });
     const [s] = await published(secret.id);
     assert.deepEqual([s.rules, s.audience], [{ list: null, view: null }, "superusers"]);
@@ -114,6 +115,10 @@ test("an owner-less note goes to nobody but superusers; users hide their email",
     // users' list rule is `id = @request.auth.id`: the user themself.
     assert.deepEqual(u.audience, { users: [user.id] });
     assert.equal(u.record.email, undefined, "email without emailVisibility");
+    assert.equal(u.email, "shown@example.com", "the email, for the user themself, managers and superusers");
+    assert.equal(u.hidden?.password, undefined, "never the password hash");
+    assert.equal(u.hidden?.tokenKey, undefined, "never the token key");
+    assert.ok("manage" in u.rules, "an auth collection's manage rule");
     const email = u.schema.fields.find((f) => f.name === "email");
     assert.equal(email?.hidden, true, "an auth collection's email counts as hidden: rules on it fall back");
     assert.equal(u.record.password, undefined);

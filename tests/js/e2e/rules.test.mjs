@@ -7,7 +7,7 @@
 // and `fields` (with :excerpt). A rule the edge cannot evaluate (an @collection join) falls back
 // to the forwarder's audience — superusers only — and must never reach anyone PocketBase would
 // not have sent it to.
-import { test, before } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { PocketBase } from "../lib/sdk.mjs";
 import { sleep, waitFor } from "../lib/proc.mjs";
@@ -30,6 +30,7 @@ const TASK_SUBSCRIPTIONS = {
     urgentOpen: ["*", { filter: 'title ~ "urgent" && done = false' }],
     mine: ["*", { filter: "owner = @request.auth.id" }],
     byName: ["*", { filter: '@request.auth.name = "user1" || status = "b"' }],
+    superusersOnly: ["*", { filter: '@request.auth.collectionName = "_superusers" && priority > 1' }],
     tagged: ["*", { filter: 'tags ~ "red" || tags:length > 2' }],
     today: ["*", { filter: "created >= @todayStart && priority >= 1" }],
     lower: ["*", { filter: 'title:lower ~ "FIX"' }],
@@ -40,7 +41,11 @@ const TASK_SUBSCRIPTIONS = {
 
 const WHO = ["user1", "user2", "superuser", "guest"];
 
-before(async () => {
+/** Creates the collections of these tests, once (after the stack's own setup). */
+let collections;
+const setUp = () => (collections ??= createCollections());
+
+async function createCollections() {
     const users = stack.ids.users;
     for (const c of [
         {
@@ -73,7 +78,7 @@ before(async () => {
         const created = await stack.api("POST", "/api/collections", { type: "base", ...c });
         stack.ids[c.name] = created.id;
     }
-});
+}
 
 /** An SDK client of `url` logged in as `who` (PocketBase's auth endpoint, through `url`). */
 async function login(url, who) {
@@ -95,6 +100,7 @@ async function listen(pb, coll, topic, options) {
  * `posts/*` marker subscription each: side → who → name → list.
  */
 async function everyone(subscriptions) {
+    await setUp();
     const sides = { ringcast: stack.url, pocketbase: stack.pbUrl };
     const got = {};
     for (const [side, url] of Object.entries(sides)) {
@@ -128,8 +134,14 @@ async function settle(got) {
     await sleep(300);
 }
 
+/** `v` with every object's keys sorted: PocketBase writes a `fields` projection in Go's random
+ * map order, which JSON readers (the SDK) do not see. */
+const sortedKeys = (v) => Array.isArray(v) ? v.map(sortedKeys)
+    : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortedKeys(v[k])]))
+    : v;
+
 /** A list's events in a stable order (PocketBase's own order is not), for comparison. */
-const canonical = (list) => list.map((e) => JSON.stringify(e)).sort();
+const canonical = (list) => list.map((e) => JSON.stringify(sortedKeys(e))).sort();
 
 /** The record changes: each made once, through PocketBase's REST API, a little apart. */
 async function changeTasks() {
@@ -177,14 +189,21 @@ test("list rule, filters and fields per subscription: the edge sends what Pocket
     }
     // The scenario must exercise something: empty lists on both sides would prove nothing.
     assert.ok(compared > 40, `only ${compared} events compared`);
-    for (const name of ["list", "mine", "byName", "projected"]) {
+    for (const name of ["list", "highPriority", "urgentOpen", "tagged", "projected"]) {
         assert.ok(got.pocketbase.user1[name].length > 0, `user1 got nothing on ${name}`);
     }
     assert.deepEqual(got.pocketbase.guest.list, [], "the list rule excludes guests");
     assert.deepEqual(got.pocketbase.user1.invalid, [], "an invalid filter receives nothing");
+    for (const name of ["mine", "byName", "superusersOnly"]) {
+        assert.deepEqual(got.pocketbase.user1[name], [], `${name}: @request.* filters are for superusers only`);
+    }
+    assert.deepEqual(got.pocketbase.superuser.byName, [],
+        "PocketBase's realtime never matches a filter that joins the auth collection (@request.auth.name)");
+    assert.ok(got.pocketbase.superuser.superusersOnly.length > 0, "a superuser's @request.auth filter");
 });
 
 test("view rule for tasks/<id>: the edge sends what PocketBase sends", async () => {
+    await setUp();
     const { user1, user2 } = stack.users;
     const mine = await stack.create("tasks", { title: "user1's", owner: user1.id, priority: 1 });
     const theirs = await stack.create("tasks", { title: "user2's", owner: user2.id, shared: [user1.id] });
@@ -211,6 +230,7 @@ test("view rule for tasks/<id>: the edge sends what PocketBase sends", async () 
 });
 
 test("a rule the edge cannot evaluate goes to superusers only, never wider than PocketBase", async () => {
+    await setUp();
     await stack.create("members", { user: stack.users.user1.id });
     const got = await everyone({ projects: ["projects", "*", {}] });
     const project = await stack.create("projects", { title: "members only" });
@@ -225,4 +245,20 @@ test("a rule the edge cannot evaluate goes to superusers only, never wider than 
         assert.deepEqual(edge, [], `${who}: the fallback audience is superusers only`);
     }
     assert.match(stack.ringcast.child.log(), /cannot be evaluated at the edge/, "the fallback is logged");
+});
+
+test("an auth record's email reaches its own user and superusers, as PocketBase sends it", async () => {
+    await setUp();
+    const got = await everyone({ users: ["users", "*", {}], own: ["users", stack.users.user2.id, {}] });
+    await stack.update("users", stack.users.user2.id, { name: "user2, renamed", emailVisibility: false });
+    await settle(got);
+    for (const who of WHO) {
+        for (const name of ["users", "own"]) {
+            assert.deepEqual(canonical(got.ringcast[who][name]), canonical(got.pocketbase[who][name]),
+                `${who}, ${name}: ringcast vs PocketBase`);
+        }
+    }
+    assert.equal(got.pocketbase.user2.users[0]?.record.email, "user2@example.com", "the user's own email");
+    assert.equal(got.pocketbase.superuser.users[0]?.record.email, "user2@example.com");
+    assert.deepEqual(got.pocketbase.user1.users, [], "users' list rule: only the user themself");
 });

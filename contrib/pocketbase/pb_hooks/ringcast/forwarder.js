@@ -3,7 +3,8 @@
 //
 // What is sent, for each record change, to POST ${RINGCAST_URL}/api/publish:
 //   {"collection":"<name>","collectionId":"<id>","action":"create|update|delete",
-//    "record":{…},"rules":{"list":…,"view":…},"schema":{"fields":[…]},"audience":<audience>}
+//    "record":{…},"rules":{"list":…,"view":…},"schema":{"fields":[…]},"hidden":{…},"email":"…",
+//    "audience":<audience>}
 //
 // record: the record as PocketBase's own realtime broadcast serialises it for a client that is
 //   neither a superuser nor the record's owner — `record.fresh()` marshalled by Go (exactly what
@@ -22,6 +23,13 @@
 //   compare with PocketBase's types. For an auth collection `email` is marked hidden: the record
 //   carries it only when emailVisibility is on, and a rule on it must not be evaluated against
 //   its absence.
+//
+// hidden / email: what PocketBase's realtime shows only to some subscribers — the hidden fields'
+//   values (superusers only) and, for an auth record whose emailVisibility is off, its email (to
+//   superusers, the record's own user, and whoever passes the collection's manage rule, sent as
+//   rules.manage). ringcast delivers them to those subscribers only. Set
+//   RINGCAST_SEND_HIDDEN=false to keep hidden fields inside PocketBase (superusers then get the
+//   public record).
 //
 // audience, from the collection's list rule (the rule PocketBase applies to `posts/*`):
 //   ""   (everyone may list)                     -> "public"
@@ -119,6 +127,31 @@ function schemaOf(exported) {
     };
 }
 
+/** `hidden` and `email` for the body: see the top of this file. */
+function privateFields(record, exported) {
+    const auth = exported.type === "auth";
+    const hiddenNames = (exported.fields ?? []).filter((f) => f.hidden).map((f) => f.name);
+    const sendHidden = $os.getenv("RINGCAST_SEND_HIDDEN") !== "false";
+    const withEmail = auth && !record.getBool("emailVisibility");
+    if (!(sendHidden && hiddenNames.length) && !withEmail) return "";
+    // The record as PocketBase's realtime exports it for a superuser.
+    const full = record.fresh();
+    full.unhide(...hiddenNames);
+    full.ignoreEmailVisibility(true);
+    const values = JSON.parse(JSON.stringify(full));
+    let out = "";
+    if (sendHidden && hiddenNames.length) {
+        const hidden = {};
+        for (const name of hiddenNames) {
+            if (name in values) hidden[name] = values[name];
+        }
+        // PocketBase never exports some (a password's hash, the token key) even unhidden.
+        if (Object.keys(hidden).length) out += `,"hidden":${JSON.stringify(hidden)}`;
+    }
+    if (withEmail && typeof values.email === "string") out += `,"email":${JSON.stringify(values.email)}`;
+    return out;
+}
+
 function send(url, headers, body, collection, action, recordId) {
     const timeout = Number($os.getenv("RINGCAST_TIMEOUT")) || 2;
     for (let attempt = 1; ; attempt++) {
@@ -160,12 +193,14 @@ function forward(record, action) {
         // The collection as its own API exports it: rules as null or strings, fields as JSON.
         const exported = JSON.parse(JSON.stringify(collection));
         const rules = { list: exported.listRule ?? null, view: exported.viewRule ?? null };
+        if (exported.type === "auth") rules.manage = exported.manageRule ?? null;
         const body = `{"collection":${JSON.stringify(collection.name)}` +
             `,"collectionId":${JSON.stringify(collection.id)}` +
             `,"action":${JSON.stringify(action)}` +
             `,"record":${recordJson}` +
             `,"rules":${JSON.stringify(rules)}` +
             `,"schema":${JSON.stringify(schemaOf(exported))}` +
+            privateFields(record, exported) +
             `,"audience":${JSON.stringify(audienceOf(collection, record))}}`;
         send(`${base}/api/publish`, headers, body, collection.name, action, record.id);
     } catch (err) {
