@@ -22,8 +22,9 @@
 //! - one piece or several (the split points; one byte at a time for short
 //!   bodies) give the same result, head and body.
 //!
-//! Known finding (tolerated unless strict): a malformed head longer than
-//! `max_head` is answered 431 or 400 depending on how its bytes arrive.
+//! Known findings (tolerated unless strict): a malformed head longer than
+//! `max_head` is answered 431 or 400 depending on how its bytes arrive;
+//! trailers over 16 KiB are accepted in one piece and refused in pieces.
 
 use crate::{check_error_body, split_points};
 use ringcast::http::error::ApiError;
@@ -62,19 +63,19 @@ pub fn run(data: &[u8], strict: bool) {
         Ok(None) | Err(_) => wire,
     };
     let whole = ChunkedDecoder::default().decode(body, max_body);
-    check_body(body, max_body, &whole);
+    check_body(body, max_body, &whole, strict);
     let points = split_points(&ctl[2..], body.len());
-    assert_eq!(
-        whole,
-        feed_body(body, max_body, &points),
-        "chunked body in one piece vs fed up to {points:?}"
+    let pieces = feed_body(body, max_body, &points);
+    assert!(
+        whole == pieces || (!strict && long_trailers(&whole, &pieces)),
+        "chunked body in one piece vs fed up to {points:?}:\n{whole:?}\n{pieces:?}"
     );
     if body.len() <= BYTEWISE_MAX {
         let every: Vec<usize> = (0..=body.len()).collect();
-        assert_eq!(
-            whole,
-            feed_body(body, max_body, &every),
-            "chunked body in one piece vs one byte at a time"
+        let bytewise = feed_body(body, max_body, &every);
+        assert!(
+            whole == bytewise,
+            "chunked body in one piece vs one byte at a time:\n{whole:?}\n{bytewise:?}"
         );
     }
 }
@@ -91,6 +92,17 @@ fn too_large_or_malformed(wire: &[u8], max_head: usize, a: &HeadResult, b: &Head
     let mut kinds = [kind(a), kind(b)];
     kinds.sort();
     wire.len() > max_head && kinds == [Some(400), Some(431)]
+}
+
+/// The known finding: trailers are refused once more than 16 KiB of them
+/// are buffered without their end, but accepted at any length when they
+/// arrive whole; so a body with long trailers decodes in one piece and fails
+/// in pieces. (Inputs over 16 KiB are beyond libFuzzer's default `-max_len`.)
+fn long_trailers(a: &BodyResult, b: &BodyResult) -> bool {
+    let long = |r: &BodyResult| matches!(r, Ok(Some((_, n))) if *n > 16 * 1024);
+    let refused =
+        |r: &BodyResult| matches!(r, Err(e) if e.status == 400 && e.message.contains("chunked"));
+    (long(a) && refused(b)) || (long(b) && refused(a))
 }
 
 /// `0xff` is the server's default; otherwise small limits, so that the
@@ -173,7 +185,7 @@ fn check_head(wire: &[u8], max_head: usize, r: &HeadResult) {
     }
 }
 
-fn check_body(body: &[u8], max: usize, r: &BodyResult) {
+fn check_body(body: &[u8], max: usize, r: &BodyResult, strict: bool) {
     match r {
         Ok(None) => {}
         Ok(Some((decoded, consumed))) => {
@@ -188,10 +200,10 @@ fn check_body(body: &[u8], max: usize, r: &BodyResult) {
                 "decoder consumed {consumed} of {} bytes",
                 body.len()
             );
-            assert_eq!(
-                ChunkedDecoder::default().decode(&body[..consumed - 1], max),
-                Ok(None),
-                "body is complete before its {consumed} bytes"
+            let shorter = ChunkedDecoder::default().decode(&body[..consumed - 1], max);
+            assert!(
+                shorter == Ok(None) || (!strict && long_trailers(r, &shorter)),
+                "one byte short of its {consumed} bytes, the body is not incomplete: {shorter:?}"
             );
             assert_eq!(
                 ChunkedDecoder::default().decode(&body[..consumed], max),
