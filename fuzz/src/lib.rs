@@ -25,8 +25,11 @@ pub fn strict() -> bool {
     *STRICT.get_or_init(|| std::env::var_os("RINGCAST_FUZZ_STRICT").is_some_and(|v| v == "1"))
 }
 
+/// A target's body: the input, and whether known findings fail too.
+pub type Target = fn(&[u8], bool);
+
 /// Every target, by its directory name under `corpus/` and `regressions/`.
-pub const TARGETS: &[(&str, fn(&[u8], bool))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("head_chunked", head_chunked::run),
     ("subscribe_body", subscribe_body::run),
     ("publish_body", publish_body::run),
