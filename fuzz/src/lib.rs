@@ -6,9 +6,10 @@
 //! fixed in `src/` are *known*: each target tolerates exactly its known
 //! findings unless strict mode is on (`RINGCAST_FUZZ_STRICT=1`), so that the
 //! long runs and the CI smoke keep looking for new ones. `regressions/<target>/`
-//! holds the inputs of the known findings (`-tmin`: as `cargo fuzz tmin`
-//! minimised it; the others: the same finding, readable); the replay test
-//! checks that each still fails in strict mode and passes otherwise.
+//! holds the inputs of the known findings (files ending `-tmin` as
+//! `cargo fuzz tmin` left them, the others the same findings made readable);
+//! the replay test checks that each still fails in strict mode and passes
+//! otherwise.
 
 pub mod head_chunked;
 pub mod publish_body;
