@@ -21,6 +21,8 @@ use ringcast::api::subscribe::{
 use ringcast::frame::is_valid_name;
 use ringcast::http::error::SOMETHING_WENT_WRONG;
 
+/// PocketBase's limit, stated here rather than imported from
+/// `api::validation`, so that a change there fails the target.
 const MAX_TOPIC_BYTES: usize = 2500;
 
 pub fn run(data: &[u8], strict: bool) {
