@@ -1,0 +1,6 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringcast_fuzz::subscribe_body::run(
+    data,
+    ringcast_fuzz::strict()
+));
