@@ -263,7 +263,10 @@ impl Broker {
     ) -> Result<bool, BrokerError> {
         check_event(event)?;
         let (event, data) = (event.to_owned(), data.into());
-        self.check_size(None, frame::max_wire_len(event.len(), &data))?;
+        self.check_size(
+            None,
+            frame::max_wire_len(frame::field_len(event.as_bytes()), &data),
+        )?;
         match self.on_owner(id, ClientOp::Send { event, data }).await? {
             OpReply::Sent(sent) => Ok(sent),
             _ => Err(unexpected()),

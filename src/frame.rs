@@ -46,7 +46,7 @@ pub struct Frame {
 impl Frame {
     /// Builds the frame for an event named `name` carrying `data`.
     pub fn new(name: &[u8], data: &[u8]) -> Frame {
-        let event = event_body_len(name.len(), data);
+        let event = event_body_len(field_len(name), data);
         let chunk_len = 3 + ID_LEN + event;
         let hex = HexLen::new(chunk_len);
         let mut buf = Vec::with_capacity(hex.len() + 2 + chunk_len - ID_LEN + 2);
@@ -107,7 +107,7 @@ impl Frame {
 
 /// Writes one complete event for `id` (used for `PB_CONNECT`, which is per client anyway).
 pub fn write_event(out: &mut Vec<u8>, mode: BodyMode, id: &[u8], name: &[u8], data: &[u8]) {
-    let chunk_len = 3 + id.len() + event_body_len(name.len(), data);
+    let chunk_len = 3 + id.len() + event_body_len(field_len(name), data);
     if mode == BodyMode::Chunked {
         out.extend_from_slice(HexLen::new(chunk_len).as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -126,8 +126,9 @@ pub fn is_valid_name(name: &str) -> bool {
     !name.contains(['\r', '\n'])
 }
 
-/// Bytes one event takes on the wire at most (chunked, id included): what
-/// counts against a client's `--max-queue-bytes`.
+/// Bytes one event takes on the wire at most (chunked, id included), with
+/// `name_len` the [`field_len`] of its name: what counts against a client's
+/// `--max-queue-bytes`.
 pub fn max_wire_len(name_len: usize, data: &[u8]) -> usize {
     let chunk = 3 + ID_LEN + event_body_len(name_len, data);
     HexLen::new(chunk).as_bytes().len() + 2 + chunk + 2
@@ -136,18 +137,33 @@ pub fn max_wire_len(name_len: usize, data: &[u8]) -> usize {
 /// `\nevent:<name>\n` + one `data:<line>\n` per line + `\n`.
 fn write_event_body(out: &mut Vec<u8>, name: &[u8], data: &[u8]) {
     out.extend_from_slice(b"\nevent:");
-    out.extend_from_slice(name);
-    out.push(b'\n');
+    write_field(out, name);
     for line in DataLines::new(data) {
         out.extend_from_slice(b"data:");
-        out.extend_from_slice(line);
-        out.push(b'\n');
+        write_field(out, line);
     }
     out.push(b'\n');
 }
 
+/// A field's value and its line end. A reader drops one space after the
+/// colon, so a value starting with a space gets one more (PocketBase writes
+/// none, and its `event: x` arrives as `x`); every other value is written
+/// as PocketBase writes it.
+fn write_field(out: &mut Vec<u8>, value: &[u8]) {
+    if value.first() == Some(&b' ') {
+        out.push(b' ');
+    }
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// Bytes [`write_field`] writes for `value` before its line end.
+pub fn field_len(value: &[u8]) -> usize {
+    value.len() + usize::from(value.first() == Some(&b' '))
+}
+
 fn event_body_len(name_len: usize, data: &[u8]) -> usize {
-    let lines: usize = DataLines::new(data).map(|l| 6 + l.len()).sum();
+    let lines: usize = DataLines::new(data).map(|l| 6 + field_len(l)).sum();
     7 + name_len + 1 + lines + 1
 }
 
@@ -267,6 +283,23 @@ mod tests {
         assert_eq!(
             out,
             [b"id:".as_slice(), ID, b"\nevent:t\ndata:x\n\n"].concat()
+        );
+    }
+
+    #[test]
+    fn a_leading_space_survives_a_reader() {
+        // Found by fuzz/sse_frame: a reader drops one space after the colon.
+        let frame = Frame::new(b" chat", b"1\n indented");
+        let out = render(&frame, BodyMode::Chunked);
+        assert!(
+            out.ends_with(b"\nevent:  chat\ndata:1\ndata:  indented\n\n\r\n"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(out.len(), frame.wire_len(BodyMode::Chunked));
+        assert_eq!(
+            out.len(),
+            max_wire_len(field_len(b" chat"), b"1\n indented")
         );
     }
 

@@ -461,7 +461,11 @@ impl Message {
     /// The most bytes one delivery of it takes on the wire, counting the
     /// event name as its topic.
     pub fn wire_len(&self) -> usize {
-        let longest = self.event_names().map(str::len).max().unwrap_or(0);
+        let longest = self
+            .event_names()
+            .map(|n| frame::field_len(n.as_bytes()))
+            .max()
+            .unwrap_or(0);
         frame::max_wire_len(longest, &self.data)
     }
 }

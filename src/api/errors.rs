@@ -45,6 +45,9 @@ impl From<CoreError> for ApiError {
                 503,
                 "This server holds as many distinct subscriptions as it may (--max-topics-per-core); try again later.",
             ),
+            CoreError::InvalidSubscription(_) => {
+                ApiError::new(400, "A subscription must not contain line breaks.")
+            }
         }
     }
 }

@@ -439,9 +439,23 @@ fn target(map: &Object<'_>) -> Result<Message, Map<String, Value>> {
                 None
             }
         };
+        // Each becomes part of an event name (`<collection>/<record id>`).
         for (name, value) in [("collection", collection), ("collectionId", collection_id)] {
-            if value.is_some_and(|s| s.len() > MAX_TOPIC_BYTES) {
-                errors.insert(name.into(), validation::too_long(MAX_TOPIC_BYTES));
+            if let Some(value) = value {
+                check_event_name(value, name, &mut errors);
+            }
+        }
+        if let Some((_, id)) = record {
+            let mut id_errors = Map::new();
+            let longest = collection
+                .map_or(0, str::len)
+                .max(collection_id.map_or(0, str::len));
+            let room = MAX_TOPIC_BYTES.saturating_sub(longest + 1);
+            if check_event_name(id, "id", &mut id_errors) && id.len() > room {
+                id_errors.insert("id".into(), validation::too_long(room));
+            }
+            if !id_errors.is_empty() {
+                errors.insert("record".into(), Value::Object(id_errors));
             }
         }
         let rules = rules(map, &mut errors);
@@ -579,6 +593,32 @@ mod tests {
             decode_messages(br#"{"collection":"posts","action":"delete","record":{"id":"R1"}}"#)
                 .unwrap();
         assert_eq!(topics(&m[0]), ["posts/R1", "posts/*", "posts"]);
+    }
+
+    #[test]
+    fn record_event_names_are_checked_like_topics() {
+        // Found by fuzz/publish_body: each becomes part of an event name.
+        let e = decode_messages(
+            br#"{"collection":"posts\nevent:x","collectionId":"pbc\r","action":"create","record":{"id":"R\n1"}}"#,
+        )
+        .unwrap_err();
+        let body = String::from_utf8(e.body()).unwrap();
+        for field in [
+            r#""collection":{"#,
+            r#""collectionId":{"#,
+            r#""record":{"id":{"#,
+        ] {
+            assert!(body.contains(field), "{field} in {body}");
+        }
+        let long = format!(
+            r#"{{"collection":"posts","action":"create","record":{{"id":"{}"}}}}"#,
+            "r".repeat(2495)
+        );
+        let body = String::from_utf8(decode_messages(long.as_bytes()).unwrap_err().body()).unwrap();
+        assert!(
+            body.contains(r#""record":{"id":{"code":"validation_length_too_long""#),
+            "{body}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::caller::Caller;
 use super::validation::{self, MAX_TOPIC_BYTES};
 use crate::auth::VerifyError;
 use crate::core::AuthOutcome;
+use crate::frame;
 use crate::http::error::{ApiError, SOMETHING_WENT_WRONG};
 use crate::http::request::Head;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -377,15 +378,26 @@ fn validate(form: &SubscribeForm) -> Result<(), ApiError> {
             validation::too_long(MAX_SUBSCRIPTIONS),
         );
     } else {
-        let too_long: Map<String, Value> = form
+        // PocketBase's length check, and one of ours: a subscription names
+        // its events (`event:<subscription>`), so a line break in it would
+        // forge SSE fields on the client's stream (PocketBase writes it).
+        let invalid: Map<String, Value> = form
             .subscriptions
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.len() > MAX_TOPIC_BYTES)
-            .map(|(i, _)| (i.to_string(), validation::too_long(MAX_TOPIC_BYTES)))
+            .filter_map(|(i, s)| {
+                let error = if s.len() > MAX_TOPIC_BYTES {
+                    validation::too_long(MAX_TOPIC_BYTES)
+                } else if !frame::is_valid_name(s) {
+                    validation::line_breaks()
+                } else {
+                    return None;
+                };
+                Some((i.to_string(), error))
+            })
             .collect();
-        if !too_long.is_empty() {
-            data.insert("subscriptions".into(), Value::Object(too_long));
+        if !invalid.is_empty() {
+            data.insert("subscriptions".into(), Value::Object(invalid));
         }
     }
     if data.is_empty() {
@@ -450,6 +462,18 @@ mod tests {
         }
         assert_eq!(err(Some("text/plain"), b"{}"), GENERIC);
         assert_eq!(err(None, br#"{"clientId":"a"}"#), GENERIC);
+    }
+
+    #[test]
+    fn line_breaks_in_a_subscription_are_refused() {
+        // Found by fuzz/subscribe_body: it would name the client's events.
+        assert_eq!(
+            err(
+                JSON,
+                br#"{"clientId":"a","subscriptions":["ok","chat\r\nevent:forged"]}"#
+            ),
+            r#"{"data":{"subscriptions":{"1":{"code":"validation_invalid_format","message":"Must not contain line breaks."}}},"message":"Something went wrong while processing your request.","status":400}"#
+        );
     }
 
     #[test]

@@ -228,6 +228,10 @@ pub fn answer(from: NodeId, id: u64, result: &Result<OpReply, CoreError>) -> Vec
                 CoreError::Full => w.u8(8),
                 CoreError::TooManyStreams => w.u8(9),
                 CoreError::TooManyTopics => w.u8(10),
+                CoreError::InvalidSubscription(s) => {
+                    w.u8(11);
+                    w.str(s);
+                }
             }
         }
     }
@@ -408,6 +412,7 @@ fn read_result(r: &mut Reader<'_>) -> Result<Result<OpReply, CoreError>, Malform
             8 => CoreError::Full,
             9 => CoreError::TooManyStreams,
             10 => CoreError::TooManyTopics,
+            11 => CoreError::InvalidSubscription(r.string()?),
             _ => return Err(Malformed("error")),
         }),
         _ => return Err(Malformed("result")),

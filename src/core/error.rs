@@ -43,4 +43,8 @@ pub enum CoreError {
     /// `--max-topics-per-core` allows.
     #[error("this core holds as many distinct subscriptions as it may")]
     TooManyTopics,
+    /// A subscription (as a hook or an embedder left it) contains a line
+    /// break: it names the client's events, whose SSE fields it would forge.
+    #[error("the subscription {0:?} contains a line break")]
+    InvalidSubscription(String),
 }

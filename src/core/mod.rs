@@ -355,6 +355,9 @@ impl Core {
             self.count_hook_error(&admitted);
         }
         let subs = admitted?;
+        if let Some(bad) = subs.iter().find(|s| !crate::frame::is_valid_name(s)) {
+            return Err(CoreError::InvalidSubscription(bad.clone()));
+        }
         let client = self.registry.client_mut(key);
         if self.pubsub.topic_count() + self.pubsub.new_topics(&subs) > self.settings.max_topics {
             return Err(CoreError::TooManyTopics);

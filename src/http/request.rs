@@ -69,7 +69,11 @@ pub enum BodyFraming {
 pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usize)>, ApiError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let status = match req.parse(buf) {
+    // Only the bytes a head may take are read: the answer then does not
+    // depend on how many more had arrived (a malformed byte past the limit
+    // is a head too large, however the bytes came).
+    let within = &buf[..buf.len().min(max_head_bytes)];
+    let status = match req.parse(within) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => return Err(head_too_large(max_head_bytes)),
         Err(e) => {
@@ -83,9 +87,6 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
             return Err(head_too_large(max_head_bytes));
         }
         httparse::Status::Partial => return Ok(None),
-        httparse::Status::Complete(n) if n > max_head_bytes => {
-            return Err(head_too_large(max_head_bytes));
-        }
         httparse::Status::Complete(n) => n,
     };
 
@@ -321,8 +322,10 @@ impl ChunkedDecoder {
                         let from = searched.saturating_sub(3);
                         memchr::memmem::find(&rest[from..], b"\r\n\r\n").map(|i| from + i + 4)
                     };
-                    let Some(end) = end else {
-                        if rest.len() > MAX_TRAILERS {
+                    // Over the limit with or without their end in sight: the
+                    // answer does not depend on how the bytes arrived.
+                    let Some(end) = end.filter(|&end| end <= MAX_TRAILERS) else {
+                        if end.is_some() || rest.len() > MAX_TRAILERS {
                             return Err(bad_chunk());
                         }
                         self.state = ChunkState::Trailers(rest.len());
@@ -382,6 +385,25 @@ mod tests {
         assert_eq!(parse_head(&raw, 8192).unwrap_err().status, 431);
         raw.extend_from_slice(b"\r\n\r\n");
         assert_eq!(parse_head(&raw, 8192).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn the_answer_does_not_depend_on_how_the_bytes_arrive() {
+        // Found by fuzz/head_chunked: a bad byte past the limit was 400 when
+        // it arrived with the rest and 431 when the prefix came first.
+        let raw = b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n";
+        for piece in [&raw[..17], &raw[..]] {
+            assert_eq!(parse_head(piece, 16).unwrap_err().status, 431);
+        }
+        let mut wire = b"0\r\nX-Long: ".to_vec();
+        wire.extend(std::iter::repeat_n(b'a', 17_000));
+        wire.extend_from_slice(b"\r\n\r\n");
+        let whole = ChunkedDecoder::default().decode(&wire, 1 << 20);
+        assert_eq!(
+            whole.unwrap_err().status,
+            400,
+            "trailers over 16 KiB, whole"
+        );
     }
 
     #[test]
