@@ -19,7 +19,7 @@ use smallvec::SmallVec;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const PUBLISH: u8 = b'P';
 const REQUEST: u8 = b'Q';
 const ANSWER: u8 = b'A';
