@@ -8,6 +8,7 @@
 //! * [`sse`] — the SSE stream decoder, strict event parsing, the stream client;
 //! * [`wire`] — response head and chunk parsing without I/O, shared with `ringcast-loadgen`;
 //! * [`pocketbase`] — PocketBase 0.40.6's exact heads and bodies, date/id normalisation;
+//! * [`redis`] — a real `redis-server` for the cluster tests, stopped and restarted at will;
 //! * [`procfs`] — the server process's memory, CPU time and open files, and TCP socket states,
 //!   from `/proc`;
 //! * [`baseline`] — looser checks for the tokio+axum baseline, whose headers differ in order;
@@ -19,6 +20,7 @@ pub mod bytes;
 pub mod http;
 pub mod pocketbase;
 pub mod procfs;
+pub mod redis;
 pub mod server;
 pub mod sse;
 pub mod wait;
