@@ -22,9 +22,9 @@
 //! - one piece or several (the split points; one byte at a time for short
 //!   bodies) give the same result, head and body.
 //!
-//! Known findings (tolerated unless strict): a malformed head longer than
-//! `max_head` is answered 431 or 400 depending on how its bytes arrive;
-//! trailers over 16 KiB are accepted in one piece and refused in pieces.
+//! No known findings (fixed: a malformed head longer than `max_head` was 431
+//! or 400 depending on how its bytes arrived; trailers over 16 KiB were
+//! accepted in one piece and refused in pieces).
 
 use crate::{check_error_body, split_points};
 use ringcast::http::error::ApiError;
@@ -38,7 +38,7 @@ const BYTEWISE_MAX: usize = 256;
 type HeadResult = Result<Option<(Head, usize)>, ApiError>;
 type BodyResult = Result<Option<(Vec<u8>, usize)>, ApiError>;
 
-pub fn run(data: &[u8], strict: bool) {
+pub fn run(data: &[u8], _strict: bool) {
     let Some((ctl, wire)) = data.split_at_checked(CTL) else {
         return;
     };
@@ -49,12 +49,10 @@ pub fn run(data: &[u8], strict: bool) {
     check_head(wire, max_head, &whole);
     let points = split_points(&ctl[2..], wire.len());
     let pieces = feed_head(wire, max_head, &points);
-    assert!(
-        describe(&whole) == describe(&pieces)
-            || (!strict && too_large_or_malformed(wire, max_head, &whole, &pieces)),
-        "head in one piece vs fed up to {points:?}:\n{}\n{}",
+    assert_eq!(
         describe(&whole),
-        describe(&pieces)
+        describe(&pieces),
+        "head in one piece vs fed up to {points:?}"
     );
 
     let body = match &whole {
@@ -63,12 +61,12 @@ pub fn run(data: &[u8], strict: bool) {
         Ok(None) | Err(_) => wire,
     };
     let whole = ChunkedDecoder::default().decode(body, max_body);
-    check_body(body, max_body, &whole, strict);
+    check_body(body, max_body, &whole);
     let points = split_points(&ctl[2..], body.len());
     let pieces = feed_body(body, max_body, &points);
-    assert!(
-        whole == pieces || (!strict && long_trailers(&whole, &pieces)),
-        "chunked body in one piece vs fed up to {points:?}:\n{whole:?}\n{pieces:?}"
+    assert_eq!(
+        whole, pieces,
+        "chunked body in one piece vs fed up to {points:?}"
     );
     if body.len() <= BYTEWISE_MAX {
         let every: Vec<usize> = (0..=body.len()).collect();
@@ -78,31 +76,6 @@ pub fn run(data: &[u8], strict: bool) {
             "chunked body in one piece vs one byte at a time:\n{whole:?}\n{bytewise:?}"
         );
     }
-}
-
-/// The known finding: over `max_head` bytes, a malformed head is 431 when
-/// `parse_head` sees a prefix longer than the limit that `httparse` still
-/// calls partial, and 400 when it sees the bytes that are malformed.
-fn too_large_or_malformed(wire: &[u8], max_head: usize, a: &HeadResult, b: &HeadResult) -> bool {
-    let kind = |r: &HeadResult| match r {
-        Err(e) if e.status == 431 => Some(431),
-        Err(e) if e.status == 400 && e.message.starts_with("Malformed HTTP request") => Some(400),
-        _ => None,
-    };
-    let mut kinds = [kind(a), kind(b)];
-    kinds.sort();
-    wire.len() > max_head && kinds == [Some(400), Some(431)]
-}
-
-/// The known finding: trailers are refused once more than 16 KiB of them
-/// are buffered without their end, but accepted at any length when they
-/// arrive whole; so a body with long trailers decodes in one piece and fails
-/// in pieces. (Inputs over 16 KiB are beyond libFuzzer's default `-max_len`.)
-fn long_trailers(a: &BodyResult, b: &BodyResult) -> bool {
-    let long = |r: &BodyResult| matches!(r, Ok(Some((_, n))) if *n > 16 * 1024);
-    let refused =
-        |r: &BodyResult| matches!(r, Err(e) if e.status == 400 && e.message.contains("chunked"));
-    (long(a) && refused(b)) || (long(b) && refused(a))
 }
 
 /// `0xff` is the server's default; otherwise small limits, so that the
@@ -185,7 +158,7 @@ fn check_head(wire: &[u8], max_head: usize, r: &HeadResult) {
     }
 }
 
-fn check_body(body: &[u8], max: usize, r: &BodyResult, strict: bool) {
+fn check_body(body: &[u8], max: usize, r: &BodyResult) {
     match r {
         Ok(None) => {}
         Ok(Some((decoded, consumed))) => {
@@ -201,9 +174,10 @@ fn check_body(body: &[u8], max: usize, r: &BodyResult, strict: bool) {
                 body.len()
             );
             let shorter = ChunkedDecoder::default().decode(&body[..consumed - 1], max);
-            assert!(
-                shorter == Ok(None) || (!strict && long_trailers(r, &shorter)),
-                "one byte short of its {consumed} bytes, the body is not incomplete: {shorter:?}"
+            assert_eq!(
+                shorter,
+                Ok(None),
+                "one byte short of its {consumed} bytes, the body is not incomplete"
             );
             assert_eq!(
                 ChunkedDecoder::default().decode(&body[..consumed], max),

@@ -5,17 +5,15 @@
 //! client's queue is charged) is at least the wire length of a frame under
 //! each of its event names. On failure: status 400 and a JSON body.
 //!
-//! Known finding (tolerated unless strict): a record event's names
-//! (`<collection>/<record id>`, `<collection>/*`, `<collection>`, the same
-//! with `collectionId`) may contain CR or LF: `collection`, `collectionId`
-//! and `record.id` are checked for length and presence only.
+//! No known findings (fixed: a record event's `collection`, `collectionId`
+//! and `record.id` could carry CR or LF into its event names).
 
 use crate::check_error_body;
 use ringcast::api::publish::{MAX_BATCH, decode_messages};
 use ringcast::frame::{BodyMode, Frame, is_valid_name};
-use ringcast::message::{Message, Target};
+use ringcast::message::Message;
 
-pub fn run(data: &[u8], strict: bool) {
+pub fn run(data: &[u8], _strict: bool) {
     match decode_messages(data) {
         Ok(messages) => {
             assert!(
@@ -24,22 +22,19 @@ pub fn run(data: &[u8], strict: bool) {
                 messages.len()
             );
             for m in &messages {
-                check_message(m, strict);
+                check_message(m);
             }
         }
         Err(e) => check_error_body(&e, &[400]),
     }
 }
 
-fn check_message(m: &Message, strict: bool) {
+fn check_message(m: &Message) {
     let names: Vec<&str> = m.event_names().collect();
     assert!(!names.is_empty(), "a message with no event name: {m:?}");
-    // A custom message has one topic and a user message none; three or six
-    // topics is a record event.
-    let record_event = matches!(&m.target, Target::Topics(t) if t.len() >= 3);
     for name in &names {
         assert!(
-            is_valid_name(name) || (record_event && !strict),
+            is_valid_name(name),
             "event name {name:?} has a line break: {m:?}"
         );
         let frame = Frame::new(name.as_bytes(), &m.data);

@@ -8,11 +8,11 @@
 //! subscriptions, each non-empty, at most 2500 bytes, no two equal; the form
 //! re-encoded as JSON and as a urlencoded form decodes to itself. On failure:
 //! status 400, PocketBase's message, a JSON body whose `data` names only
-//! `clientId` and `subscriptions`.
+//! `clientId` and `subscriptions`; no subscription has a line break
+//! (subscriptions become SSE event names: `pubsub` names each frame by the
+//! subscription string).
 //!
-//! Known finding (tolerated unless strict): a subscription may contain CR or
-//! LF. Subscriptions become SSE event names (`pubsub` names each frame by the
-//! subscription string), and `frame` requires names without line breaks.
+//! No known findings (fixed: a subscription could contain CR or LF).
 
 use crate::check_error_body;
 use ringcast::api::subscribe::{
@@ -25,13 +25,13 @@ use ringcast::http::error::SOMETHING_WENT_WRONG;
 /// `api::validation`, so that a change there fails the target.
 const MAX_TOPIC_BYTES: usize = 2500;
 
-pub fn run(data: &[u8], strict: bool) {
+pub fn run(data: &[u8], _strict: bool) {
     let Some((&kind, rest)) = data.split_first() else {
         return;
     };
     let (ct, body) = content_type(kind, rest);
     match decode_form(ct.as_deref(), body) {
-        Ok(form) => check_form(&form, strict),
+        Ok(form) => check_form(&form),
         Err(e) => {
             check_error_body(&e, &[400]);
             assert_eq!(e.message, SOMETHING_WENT_WRONG, "error message");
@@ -76,7 +76,7 @@ pub fn content_type(kind: u8, rest: &[u8]) -> (Option<String>, &[u8]) {
     }
 }
 
-fn check_form(form: &SubscribeForm, strict: bool) {
+fn check_form(form: &SubscribeForm) {
     let id = form.client_id.len();
     assert!(
         (1..=MAX_CLIENT_ID_BYTES).contains(&id),
@@ -97,12 +97,10 @@ fn check_form(form: &SubscribeForm, strict: bool) {
             s.len()
         );
         assert!(seen.insert(s), "duplicate subscription {s:?} kept");
-        if strict {
-            assert!(
-                is_valid_name(s),
-                "subscription {s:?} has a line break; it becomes an SSE event name"
-            );
-        }
+        assert!(
+            is_valid_name(s),
+            "subscription {s:?} has a line break; it becomes an SSE event name"
+        );
     }
 
     let json = serde_json::json!({"clientId": form.client_id, "subscriptions": subs}).to_string();
