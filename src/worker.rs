@@ -84,6 +84,7 @@ pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox:
         }
         runtime::spawn(expire_loop(ctx.clone()));
         runtime::spawn(flush_loop(ctx.clone()));
+        runtime::spawn(trim_loop(ctx.clone()));
         serve_inbox(&ctx, inbox).await;
         shut_down(&ctx, &listener).await;
         crate::ring::leave();
@@ -176,6 +177,29 @@ async fn expire_loop(ctx: Rc<CoreCtx>) {
     loop {
         interval.tick().await;
         ctx.core.borrow_mut().expire();
+    }
+}
+
+/// How often a core looks whether to give freed memory back, and how many
+/// streams must have ended on it since the last time: a trim walks the
+/// allocator's free lists, so it follows churn, not the clock.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+const TRIM_AFTER_ENDS: u64 = 1024;
+
+/// Gives memory back to the OS after many streams ended here
+/// ([`runtime::release_free_memory`]).
+async fn trim_loop(ctx: Rc<CoreCtx>) {
+    let mut ended_then = 0;
+    let mut interval = tokio::time::interval(TRIM_EVERY);
+    loop {
+        interval.tick().await;
+        let ended = ctx.core.borrow().streams_ended();
+        if ended - ended_then >= TRIM_AFTER_ENDS {
+            ended_then = ended;
+            let started = std::time::Instant::now();
+            runtime::release_free_memory();
+            tracing::debug!(took = ?started.elapsed(), "gave free memory back to the OS");
+        }
     }
 }
 

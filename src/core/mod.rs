@@ -649,6 +649,17 @@ impl Core {
         self.registry.connection_count()
     }
 
+    /// Streams that ended on this core since it started, for whatever reason.
+    pub fn streams_ended(&self) -> u64 {
+        let c = &self.stats;
+        c.ended_client_closed
+            + c.ended_idle_timeout
+            + c.ended_lifetime
+            + c.ended_shutdown
+            + c.ended_slow_consumer
+            + c.ended_unregistered
+    }
+
     pub fn stats(&self) -> CoreStats {
         CoreStats {
             core: self.index,
