@@ -22,6 +22,7 @@ fn settings() -> Settings {
         write_timeout: Duration::from_secs(30),
         max_streams_per_ip: 2,
         max_topics: 100,
+        history: None,
     }
 }
 
