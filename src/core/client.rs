@@ -60,6 +60,9 @@ pub struct Extra {
     /// The stream's `Last-Event-ID`: where its first subscriptions resume
     /// (`core::history`).
     pub resume: Option<Cursor>,
+    /// Recorded messages up to this sequence are not delivered live: the
+    /// client resumed from a cursor its owner core had not reached yet.
+    pub seen_through: u64,
 }
 
 impl Client {

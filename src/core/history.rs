@@ -168,6 +168,7 @@ pub struct Entry {
 /// A message just recorded: its sequence and the data to deliver.
 #[derive(Debug)]
 pub struct Recorded {
+    pub seq: u64,
     pub cursor: Box<str>,
     pub data: Rc<[u8]>,
 }
@@ -286,6 +287,7 @@ impl History {
                     let cursor = self.cursor(self.head).to_string();
                     let data = self.with_cursor_field(&msg.data, &cursor);
                     recorded = Some(Recorded {
+                        seq: self.head,
                         cursor: cursor.into(),
                         data: data.clone(),
                     });
@@ -440,6 +442,14 @@ impl History {
         Ok(out)
     }
 
+    /// Whether `since` is this core's but ahead of it: another core
+    /// delivered messages this one has not reached yet (they are in its
+    /// inbox). Nothing is replayed; the live ones up to `since` must be
+    /// skipped for that client instead.
+    pub fn is_ahead(&self, since: Cursor) -> bool {
+        since.epoch == self.settings.epoch && since.seq > self.head
+    }
+
     /// What a client resuming topic `topic` from `since` gets: a gap, if
     /// there is one, then the kept messages after `since`, oldest first.
     pub fn resume<'a>(
@@ -453,9 +463,11 @@ impl History {
                 .map_or(self.head, |e| e.seq),
         );
         let gap = Gap { since, oldest };
-        let (gap, after) = if since.epoch != self.settings.epoch || since.seq > self.head {
+        let (gap, after) = if since.epoch != self.settings.epoch {
             // Another node's or an earlier run's numbers: nothing to compare.
             (Some(gap), u64::MAX)
+        } else if self.is_ahead(since) {
+            (None, u64::MAX)
         } else {
             let evicted_through = log.map_or(self.forgotten, |l| l.evicted_through);
             ((evicted_through > since.seq).then_some(gap), since.seq)

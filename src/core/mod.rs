@@ -443,6 +443,11 @@ impl Core {
         let mut entries = Vec::new();
         let mut delivered = 0;
         for (i, (name, since)) in resumes.iter().enumerate() {
+            if history.is_ahead(*since) {
+                let extra = client.extra_mut();
+                extra.seen_through = extra.seen_through.max(since.seq);
+                continue;
+            }
             let (gap, kept) = history.resume(channel_of(name), *since);
             entries.extend(kept.map(|entry| (entry.seq, i, entry)));
             if let Some(gap) = gap {
@@ -555,15 +560,17 @@ impl Core {
             }
             // Most messages are for everyone: decided once, not per recipient.
             let everyone = msg.audience == Audience::Public && !msg.is_for_a_collection();
-            let (data, cursor) = match recorded.get(i).and_then(Option::as_ref) {
-                Some(r) => (&r.data[..], sse_ids.then_some(r.cursor.as_bytes())),
-                None => (&msg.data[..], None),
+            let recorded = recorded.get(i).and_then(Option::as_ref);
+            let (data, cursor, seq) = match recorded {
+                Some(r) => (&r.data[..], sse_ids.then_some(r.cursor.as_bytes()), r.seq),
+                None => (&msg.data[..], None, 0),
             };
             for group in pubsub.groups_with(msg, data, cursor) {
                 for &key in group.clients {
                     let client = registry.client_mut(key as usize);
                     let (frame, name) = (&group.frame, group.name);
                     if (everyone || admits(msg, client))
+                        && (seq == 0 || !seen_already(client, seq))
                         && matches!(
                             delivery.deliver(key, client, frame, name, data, OverCap::Disconnect),
                             Ok(true)
@@ -932,6 +939,13 @@ fn realtime_client<'r>(
         return Err(CoreError::ForeignAddress);
     }
     Ok(client)
+}
+
+/// Whether a resumed `client` already had recorded message `seq` (from
+/// another core, ahead of this one).
+#[inline(never)]
+fn seen_already(client: &Client, seq: u64) -> bool {
+    client.extra.as_ref().is_some_and(|e| seq <= e.seen_through)
 }
 
 /// Whether `client` may receive `msg`: its audience, and for a message to one
