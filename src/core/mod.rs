@@ -360,10 +360,11 @@ impl Core {
         self.resume_subscriptions(id, key, ip, subs, auth, None)
     }
 
-    /// [`Core::set_subscriptions`] for a request that may resume: with history, each subscription string new to the client that names
-    /// a topic keeping history resumes from a cursor — its own `since`
-    /// option, else `resume` (the POST's `Last-Event-ID`), else the stream's
-    /// — and gets what it missed before anything published after this call.
+    /// [`Core::set_subscriptions`] for a request that may resume: with
+    /// history, each subscription string new to the client that names a
+    /// topic keeping history resumes from a cursor — its own `since` option,
+    /// else `resume` (the POST's `Last-Event-ID`), else the stream's — and
+    /// gets what it missed before anything published after this call.
     pub fn resume_subscriptions(
         &mut self,
         id: &[u8],
@@ -436,58 +437,16 @@ impl Core {
     /// the kept messages after each cursor in sequence order.
     fn replay(&mut self, key: usize, resumes: &[(String, Cursor)]) {
         let (mut delivery, registry, _, history) = self.fanout();
-        let Some(history) = history else {
-            return;
+        let delivered = match history {
+            Some(history) => replay_to(
+                &mut delivery,
+                registry.client_mut(key),
+                key,
+                history,
+                resumes,
+            ),
+            None => 0,
         };
-        let client = registry.client_mut(key);
-        let mut entries = Vec::new();
-        let mut delivered = 0;
-        for (i, (name, since)) in resumes.iter().enumerate() {
-            if history.is_ahead(*since) {
-                let extra = client.extra_mut();
-                extra.seen_through = extra.seen_through.max(since.seq);
-                continue;
-            }
-            let (gap, kept) = history.resume(channel_of(name), *since);
-            entries.extend(kept.map(|entry| (entry.seq, i, entry)));
-            if let Some(gap) = gap {
-                let data = gap.data();
-                let frame = Rc::new(Frame::new(name.as_bytes(), &data));
-                delivery.stats.history_gaps += 1;
-                let queued =
-                    delivery.deliver(key as u32, client, &frame, name, &data, OverCap::Disconnect);
-                delivered += u64::from(matches!(queued, Ok(true)));
-            }
-        }
-        // Several topics resumed at once: one stream, one order.
-        entries.sort_by_key(|&(seq, i, _)| (seq, i));
-        for (seq, i, entry) in entries {
-            if !entry.audience.admits(client.auth()) {
-                continue;
-            }
-            let name = &resumes[i].0;
-            let frame = match history.sse_ids() {
-                true => {
-                    let cursor = Cursor {
-                        epoch: history.epoch(),
-                        seq,
-                    };
-                    Frame::with_cursor(name.as_bytes(), &entry.data, cursor.to_string().as_bytes())
-                }
-                false => Frame::new(name.as_bytes(), &entry.data),
-            };
-            delivery.stats.history_replayed += 1;
-            let frame = Rc::new(frame);
-            let queued = delivery.deliver(
-                key as u32,
-                client,
-                &frame,
-                name,
-                &entry.data,
-                OverCap::Disconnect,
-            );
-            delivered += u64::from(matches!(queued, Ok(true)));
-        }
         let retracted = delivery.retracted;
         self.finish_fanout(delivered, retracted);
     }
@@ -939,6 +898,64 @@ fn realtime_client<'r>(
         return Err(CoreError::ForeignAddress);
     }
     Ok(client)
+}
+
+/// [`Core::replay`]'s deliveries to `client`; returns how many were queued.
+fn replay_to(
+    delivery: &mut Delivery<'_>,
+    client: &mut Client,
+    key: usize,
+    history: &History,
+    resumes: &[(String, Cursor)],
+) -> u64 {
+    let mut entries = Vec::new();
+    let mut delivered = 0;
+    for (i, (name, since)) in resumes.iter().enumerate() {
+        if history.is_ahead(*since) {
+            let extra = client.extra_mut();
+            extra.seen_through = extra.seen_through.max(since.seq);
+            continue;
+        }
+        let (gap, kept) = history.resume(channel_of(name), *since);
+        entries.extend(kept.map(|entry| (entry.seq, i, entry)));
+        if let Some(gap) = gap {
+            let data = gap.data();
+            let frame = Rc::new(Frame::new(name.as_bytes(), &data));
+            delivery.stats.history_gaps += 1;
+            let queued =
+                delivery.deliver(key as u32, client, &frame, name, &data, OverCap::Disconnect);
+            delivered += u64::from(matches!(queued, Ok(true)));
+        }
+    }
+    // Several topics resumed at once: one stream, one order.
+    entries.sort_by_key(|&(seq, i, _)| (seq, i));
+    for (seq, i, entry) in entries {
+        if !entry.audience.admits(client.auth()) {
+            continue;
+        }
+        let name = &resumes[i].0;
+        let frame = if history.sse_ids() {
+            let cursor = Cursor {
+                epoch: history.epoch(),
+                seq,
+            };
+            Frame::with_cursor(name.as_bytes(), &entry.data, cursor.to_string().as_bytes())
+        } else {
+            Frame::new(name.as_bytes(), &entry.data)
+        };
+        delivery.stats.history_replayed += 1;
+        let frame = Rc::new(frame);
+        let queued = delivery.deliver(
+            key as u32,
+            client,
+            &frame,
+            name,
+            &entry.data,
+            OverCap::Disconnect,
+        );
+        delivered += u64::from(matches!(queued, Ok(true)));
+    }
+    delivered
 }
 
 /// Whether a resumed `client` already had recorded message `seq` (from
