@@ -360,3 +360,103 @@ fn heartbeats_are_comments_on_quiet_streams_only_when_asked() {
         .conn
         .expect_silence(Duration::from_millis(500), "no heartbeat by default");
 }
+
+/// A `redis-server` of this test's own on a free loopback port, killed on drop.
+struct Redis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Redis {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn in_a_cluster_a_cursor_of_another_node_gets_the_gap_event_then_live_events() {
+    let Some(redis) = Redis::start() else {
+        eprintln!("skipped: no redis-server");
+        return;
+    };
+    let args = |redis: &Redis| {
+        vec![
+            "--history".to_owned(),
+            "t=100".to_owned(),
+            "--sse-ids".to_owned(),
+            "topic".to_owned(),
+            "--redis".to_owned(),
+            redis.url.clone(),
+        ]
+    };
+    let (a_args, b_args) = (args(&redis), args(&redis));
+    let a = ringcast!(&a_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let b = ringcast!(&b_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut on_a = Stream::open(&a, &[]);
+    on_a.subscribe(&a, &["t"], None)
+        .assert_204("subscribe on A");
+    // A stream on B makes B take `t` from Redis.
+    let mut on_b = Stream::open(&b, &[]);
+    on_b.subscribe(&b, &["t"], None)
+        .assert_204("subscribe on B");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        publish_numbered(&a, "t", 0..1, 1);
+        if on_b.next(Duration::from_millis(200)).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never got A's publish");
+    }
+    let mut seen = None;
+    while let Some(ev) = on_a.next(Duration::from_millis(300)) {
+        seen = Some(ev);
+    }
+    let seen = seen.expect("A delivered its own publishes");
+    // The client moves from A to B with A's cursor: B's numbers are not A's.
+    let mut moved = Stream::open(&b, &[("Last-Event-ID", seen.cursor())]);
+    moved.subscribe(&b, &["t"], None).assert_204("resume on B");
+    let gap = moved.next(Duration::from_secs(5)).expect("the gap event");
+    assert_eq!(gap.json()["ringcast"], "history_gap", "{gap:?}");
+    assert_eq!(gap.json()["since"], seen.cursor());
+    publish_numbered(&a, "t", 7..8, 1);
+    let live = moved
+        .next(Duration::from_secs(5))
+        .expect("live after the gap");
+    assert_eq!(live.json()["n"], 7);
+    let b_epoch = gap.json()["oldest"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        live.cursor().starts_with(&format!("{b_epoch}:")),
+        "{live:?}"
+    );
+}
