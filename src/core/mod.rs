@@ -707,7 +707,6 @@ impl Core {
     pub fn heartbeat(&mut self) {
         let now = self.now_ms();
         let frame = Rc::new(Frame::comment());
-        self.outbox.begin_batch();
         for (key, client) in self.registry.iter_mut() {
             if client.end.is_some() || client.blocked || !client.queue.is_empty() {
                 continue;
@@ -717,13 +716,12 @@ impl Core {
             }
             if self
                 .outbox
-                .enqueue(key as u32, client, &frame, now, &mut self.stats)
+                .enqueue_untimed(key as u32, client, &frame, now, &mut self.stats)
                 .is_ok()
             {
                 self.stats.heartbeats += 1;
             }
         }
-        self.outbox.end_batch();
         self.outbox.wake_flusher();
     }
 

@@ -946,3 +946,27 @@ fn a_cursor_ahead_of_this_core_skips_what_the_client_saw_elsewhere() {
     );
     assert_eq!(c.stats().history_replayed, 2);
 }
+
+#[test]
+fn a_heartbeat_is_one_comment_for_each_quiet_stream_and_no_fanout() {
+    let mut c = core();
+    let (a, id_a) = c.register(LOCAL, NO_SOCKET, BodyMode::Chunked).unwrap();
+    let (b, id_b) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.set_subscriptions(&id_b, b, LOCAL, vec!["t".into()], None)
+        .unwrap();
+    c.publish(&[Message::custom("t", *b"1")]);
+    c.heartbeat();
+    let id_a = std::str::from_utf8(&id_a).unwrap();
+    assert_eq!(
+        String::from_utf8(render(&mut c, a)).unwrap(),
+        format!("2c\r\n: {id_a}\n\n\r\n")
+    );
+    // b had an event queued: no heartbeat on top of it.
+    let id_b = std::str::from_utf8(&id_b).unwrap();
+    assert_eq!(
+        String::from_utf8(render(&mut c, b)).unwrap(),
+        format!("id:{id_b}\nevent:t\ndata:1\n\n")
+    );
+    let stats = c.stats();
+    assert_eq!((stats.heartbeats, stats.latency.count), (1, 1));
+}
