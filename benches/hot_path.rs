@@ -12,6 +12,7 @@
 //! Run: `cargo bench --bench hot_path`
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group};
+use ringcast::config::SseIds;
 use ringcast::core::topics::Topics;
 use ringcast::core::{Core, Policy, Settings};
 use ringcast::frame::{BodyMode, Frame};
@@ -52,16 +53,37 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A core with the server's default settings but an unbounded queue.
 fn new_core(hooks: Hooks) -> Core {
+    new_core_with(Config::default(), hooks)
+}
+
+/// [`new_core`] with these settings.
+fn new_core_with(config: Config, hooks: Hooks) -> Core {
     let settings = Settings {
         max_queue_bytes: usize::MAX / 2,
-        ..Config::default().core_settings(ringcast::core::NodeId::random())
+        ..config.core_settings(ringcast::core::NodeId::random())
     };
     Core::new(0, settings, Policy::new(hooks, Default::default()))
 }
 
+/// The server's defaults with `chat` keeping its last 1,000 messages, their
+/// cursors in a second `id:` line (`--history chat=1000 --sse-ids topic`).
+fn with_history() -> Config {
+    Config {
+        history: vec!["chat=1000".parse().expect("a history spec")],
+        sse_ids: SseIds::Topic,
+        workers: Some(1),
+        ..Config::default()
+    }
+}
+
 /// A core with `n` in-memory clients (no sockets) subscribed to `chat`.
 fn core_with_clients(n: usize, hooks: Hooks) -> (Core, Vec<usize>) {
-    let mut core = new_core(hooks);
+    core_with_clients_in(Config::default(), n, hooks)
+}
+
+/// [`core_with_clients`] on a core with these settings.
+fn core_with_clients_in(config: Config, n: usize, hooks: Hooks) -> (Core, Vec<usize>) {
+    let mut core = new_core_with(config, hooks);
     let keys = (0..n)
         .map(|_| {
             let (key, id) = core
@@ -118,11 +140,16 @@ fn drain(core: &mut Core, keys: &[usize]) -> usize {
 fn fanout_allocations() {
     const N: usize = 10_000;
     let message = [Message::custom("chat", br#"{"text":"hello"}"#.to_vec())];
-    for (label, hooks) in [
-        ("no hooks", Hooks::new()),
-        ("a no-op message hook", noop_message_hook()),
+    for (label, config, hooks) in [
+        ("no hooks", Config::default(), Hooks::new()),
+        (
+            "a no-op message hook",
+            Config::default(),
+            noop_message_hook(),
+        ),
+        ("history", with_history(), Hooks::new()),
     ] {
-        let (mut core, keys) = core_with_clients(N, hooks);
+        let (mut core, keys) = core_with_clients_in(config, N, hooks);
         core.publish(&message);
         drain(&mut core, &keys);
         let before = ALLOCATIONS.load(Ordering::Relaxed);
@@ -133,8 +160,10 @@ fn fanout_allocations() {
             "fan-out to {N} subscribers, {label}: {during} allocations in publish ({:.4} per recipient)",
             during as f64 / N as f64,
         );
+        // History adds a few per message (its copy of the data, the
+        // cursor), none per recipient.
         assert!(
-            during <= 4,
+            during <= 8,
             "publish with {label} allocated {during} times for {N} recipients"
         );
     }
@@ -220,6 +249,30 @@ fn fanout(c: &mut Criterion) {
                 for _ in 0..iters {
                     let start = Instant::now();
                     core.publish(&message);
+                    spent += start.elapsed();
+                    drain(&mut core, &keys);
+                }
+                spent
+            })
+        });
+    }
+    // The 100 × 10k burst, without and with history: what keeping it costs.
+    let burst: Vec<Message> = (0..100)
+        .map(|n| Message::custom("chat", format!(r#"{{"n":{n}}}"#).into_bytes()))
+        .collect();
+    for (name, config) in [
+        ("burst_100", Config::default()),
+        ("burst_100_history", with_history()),
+    ] {
+        let n = 10_000;
+        let (mut core, keys) = core_with_clients_in(config, n, Hooks::new());
+        g.throughput(Throughput::Elements((n * burst.len()) as u64));
+        g.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    core.publish(&burst);
                     spent += start.elapsed();
                     drain(&mut core, &keys);
                 }

@@ -174,18 +174,22 @@ impl Broker {
     }
 
     /// Applies a subscription POST of client `id` from `ip` carrying `auth`:
-    /// replaces its subscriptions with `subscriptions`, on its owner core.
+    /// replaces its subscriptions with `subscriptions`, on its owner core;
+    /// new ones with history resume from `resume` (its `Last-Event-ID`)
+    /// unless they say otherwise.
     pub(crate) async fn set_subscriptions(
         &self,
         id: &str,
         ip: IpAddr,
         subscriptions: Vec<String>,
         auth: Option<Auth>,
+        resume: Option<String>,
     ) -> Result<(), BrokerError> {
         let op = ClientOp::SetSubscriptions {
             ip,
             subscriptions,
             auth,
+            resume,
         };
         self.on_owner(id, op).await?;
         Ok(())

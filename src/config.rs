@@ -4,6 +4,7 @@
 pub mod file;
 
 use crate::auth::AuthArgs;
+use crate::core::HistoryTopic;
 use clap::{Args, CommandFactory};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -90,6 +91,37 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_DEMO")]
     pub demo: bool,
 
+    /// Topics that keep their recent messages for clients that reconnect,
+    /// `PATTERN=N` comma separated: a topic (or a prefix ending in `*`)
+    /// keeps its last N custom messages, e.g. `chat*=1000,news=100`.
+    #[arg(long, env = "RINGCAST_HISTORY", value_delimiter = ',')]
+    pub history: Vec<HistoryTopic>,
+
+    /// Bytes all history may take (split evenly over the cores, each of
+    /// which keeps its copy); the oldest messages are evicted first.
+    #[arg(long, env = "RINGCAST_HISTORY_MAX_BYTES", default_value_t = 64 << 20)]
+    pub history_max_bytes: usize,
+
+    /// What the SSE `id:` of an event says: `client` (PocketBase's: the
+    /// client id) or `topic`, where events with history carry their cursor
+    /// in a second `id:` line, so that a reconnecting EventSource sends it
+    /// back as `Last-Event-ID`.
+    #[arg(long, env = "RINGCAST_SSE_IDS", value_enum, default_value_t = SseIds::Client)]
+    pub sse_ids: SseIds,
+
+    /// A field added first to the data of every event with history whose
+    /// data is a JSON object, holding its cursor: what the JS SDK, which
+    /// only sees data, can resume from (e.g. `_cursor`). Off by default:
+    /// the data stays as published.
+    #[arg(long, env = "RINGCAST_HISTORY_CURSOR_FIELD")]
+    pub history_cursor_field: Option<String>,
+
+    /// Write an SSE comment to every stream that has nothing queued this
+    /// often (e.g. `25s`), keeping proxies and the idle timeout from ending
+    /// quiet streams; off by default, as in PocketBase.
+    #[arg(long, env = "RINGCAST_HEARTBEAT", value_parser = humantime::parse_duration)]
+    pub heartbeat: Option<Duration>,
+
     /// Subscriber auth, topic rules and trusted proxies.
     #[command(flatten)]
     pub auth: AuthArgs,
@@ -119,6 +151,13 @@ impl Config {
             // Connections from one address spread over the cores (SO_REUSEPORT).
             max_streams_per_ip: self.max_streams_per_ip.div_ceil(self.workers()),
             max_topics: self.max_topics_per_core,
+            history: (!self.history.is_empty()).then(|| crate::core::HistorySettings {
+                topics: self.history.clone(),
+                max_bytes: self.history_max_bytes / self.workers(),
+                epoch: crate::core::history::epoch_for(node.as_str()),
+                sse_ids: self.sse_ids == SseIds::Topic,
+                cursor_field: self.history_cursor_field.as_deref().map(Into::into),
+            }),
         }
     }
 
@@ -143,6 +182,15 @@ impl Default for Config {
         // Every option has a default or is optional: parsing no arguments cannot fail.
         Self::parse(command).expect("the defaults of every option parse")
     }
+}
+
+/// What the SSE `id:` of an event says (`--sse-ids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SseIds {
+    /// The recipient's client id, as PocketBase writes it.
+    Client,
+    /// For events with history, their cursor too (a second `id:` line).
+    Topic,
 }
 
 #[derive(clap::Parser)]

@@ -41,22 +41,58 @@ pub struct Frame {
     buf: Bytes,
     /// Length of the `<hex>\r\n` prefix.
     prefix: usize,
+    /// Where the client id goes (after `id:`, or after a comment's `: `).
+    id_at: usize,
 }
 
 impl Frame {
     /// Builds the frame for an event named `name` carrying `data`.
     pub fn new(name: &[u8], data: &[u8]) -> Frame {
-        let event = event_body_len(field_len(name), data);
+        Frame::build(name, data, None)
+    }
+
+    /// [`Frame::new`] with a second `id:` line, `cursor`, after the client
+    /// id: an EventSource keeps the last `id:` of an event as its
+    /// `lastEventId` and sends it back as `Last-Event-ID` when it reconnects
+    /// (`--sse-ids topic`, `core::history`).
+    pub fn with_cursor(name: &[u8], data: &[u8], cursor: &[u8]) -> Frame {
+        Frame::build(name, data, Some(cursor))
+    }
+
+    fn build(name: &[u8], data: &[u8], cursor: Option<&[u8]>) -> Frame {
+        let cursor_len = cursor.map_or(0, |c| 4 + c.len());
+        let event = cursor_len + event_body_len(field_len(name), data);
         let chunk_len = 3 + ID_LEN + event;
         let hex = HexLen::new(chunk_len);
         let mut buf = Vec::with_capacity(hex.len() + 2 + chunk_len - ID_LEN + 2);
         buf.extend_from_slice(hex.as_bytes());
         buf.extend_from_slice(b"\r\nid:");
+        if let Some(cursor) = cursor {
+            buf.extend_from_slice(b"\nid:");
+            buf.extend_from_slice(cursor);
+        }
         write_event_body(&mut buf, name, data);
         buf.extend_from_slice(b"\r\n");
         Frame {
             buf: Bytes::from(buf),
             prefix: hex.len() + 2,
+            id_at: hex.len() + 5,
+        }
+    }
+
+    /// An SSE comment, `: <client id>`, that readers ignore: a heartbeat
+    /// (`--heartbeat`), shaped like any frame so that it is queued and
+    /// written like one.
+    pub fn comment() -> Frame {
+        let chunk_len = 2 + ID_LEN + 2;
+        let hex = HexLen::new(chunk_len);
+        let mut buf = Vec::with_capacity(hex.len() + 2 + chunk_len - ID_LEN + 2);
+        buf.extend_from_slice(hex.as_bytes());
+        buf.extend_from_slice(b"\r\n: \n\n\r\n");
+        Frame {
+            buf: Bytes::from(buf),
+            prefix: hex.len() + 2,
+            id_at: hex.len() + 4,
         }
     }
 
@@ -81,18 +117,16 @@ impl Frame {
     }
 
     fn head_range(&self, mode: BodyMode) -> std::ops::Range<usize> {
-        let id_at = self.prefix + 3;
         match mode {
-            BodyMode::Chunked => 0..id_at,
-            BodyMode::Raw | BodyMode::Discard => self.prefix..id_at,
+            BodyMode::Chunked => 0..self.id_at,
+            BodyMode::Raw | BodyMode::Discard => self.prefix..self.id_at,
         }
     }
 
     fn tail_range(&self, mode: BodyMode) -> std::ops::Range<usize> {
-        let id_at = self.prefix + 3;
         match mode {
-            BodyMode::Chunked => id_at..self.buf.len(),
-            BodyMode::Raw | BodyMode::Discard => id_at..self.buf.len() - 2,
+            BodyMode::Chunked => self.id_at..self.buf.len(),
+            BodyMode::Raw | BodyMode::Discard => self.id_at..self.buf.len() - 2,
         }
     }
 
@@ -246,6 +280,18 @@ mod tests {
         assert_eq!(frame.tail_bytes(mode), frame.tail(mode));
         assert_eq!(out.len(), frame.wire_len(mode));
         out
+    }
+
+    #[test]
+    fn a_cursor_is_a_second_id_line_and_a_heartbeat_a_comment() {
+        let id = std::str::from_utf8(ID).unwrap();
+        let frame = Frame::with_cursor(b"chat", b"{}", b"7:42");
+        let raw = String::from_utf8(render(&frame, BodyMode::Raw)).unwrap();
+        assert_eq!(raw, format!("id:{id}\nid:7:42\nevent:chat\ndata:{{}}\n\n"));
+        let chunked = String::from_utf8(render(&frame, BodyMode::Chunked)).unwrap();
+        assert_eq!(chunked, format!("{:x}\r\n{raw}\r\n", raw.len()));
+        let beat = String::from_utf8(render(&Frame::comment(), BodyMode::Chunked)).unwrap();
+        assert_eq!(beat, format!("2c\r\n: {id}\n\n\r\n"));
     }
 
     #[test]

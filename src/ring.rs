@@ -16,7 +16,7 @@ use crate::core::Core;
 use crate::message::Message;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Work to run on a core, with its state at hand.
@@ -54,6 +54,9 @@ pub type Inbox = mpsc::Receiver<Command>;
 #[derive(Debug, Clone)]
 pub struct Ring {
     cores: Arc<[mpsc::Sender<Command>]>,
+    /// Held while one publish is handed to every core, when every core must
+    /// see every publish in the same order ([`Ring::in_total_order`]).
+    order: Option<Arc<Mutex<()>>>,
 }
 
 /// A core's loop has exited: the server is shutting down.
@@ -100,9 +103,21 @@ impl Ring {
         (
             Ring {
                 cores: senders.into(),
+                order: None,
             },
             inboxes,
         )
+    }
+
+    /// This ring, with publishes reaching every core in one order. Without
+    /// it, two publishers on two threads can interleave their sends so that
+    /// core 0 sees A then B and core 1 B then A; the history numbers
+    /// messages on each core and needs them alike (`core::history`). The
+    /// lock is taken once per batch, after every slot is reserved, for a few
+    /// non-blocking sends.
+    pub fn in_total_order(mut self) -> Ring {
+        self.order = Some(Arc::default());
+        self
     }
 
     pub fn workers(&self) -> usize {
@@ -149,13 +164,19 @@ impl Ring {
         let batch: Arc<[Message]> = batch.into();
         let permits = self.reserve_all().await?;
         let mut replies = Vec::with_capacity(permits.len());
-        for permit in permits {
-            let (reply, rx) = oneshot::channel();
-            permit.send(Command::Publish {
-                batch: batch.clone(),
-                reply,
-            });
-            replies.push(rx);
+        {
+            let _turn = self
+                .order
+                .as_ref()
+                .map(|order| order.lock().unwrap_or_else(PoisonError::into_inner));
+            for permit in permits {
+                let (reply, rx) = oneshot::channel();
+                permit.send(Command::Publish {
+                    batch: batch.clone(),
+                    reply,
+                });
+                replies.push(rx);
+            }
         }
         let mut total = 0;
         for rx in replies {

@@ -105,7 +105,12 @@ impl Server {
         let workers = config.workers();
         let listeners = bind_all(config.http, workers)?;
         let addr = listeners[0].local_addr().unwrap_or(config.http);
-        let (ring, inboxes) = Ring::new(workers, config.ring_capacity);
+        let (mut ring, inboxes) = Ring::new(workers, config.ring_capacity);
+        if !config.history.is_empty() {
+            // Each core numbers the history's messages itself: alike only
+            // if every core sees every publish in the same order.
+            ring = ring.in_total_order();
+        }
         let node = NodeId::random();
         let cluster = Cluster::start(&config.cluster, node, addr.to_string(), ring.clone())?;
         let broker = Broker::new(ring.clone(), config.max_queue_bytes, node, cluster);

@@ -104,6 +104,9 @@ fn start(conn: &Connection, head: Box<Head>, mode: BodyMode) -> Result<(usize, V
         responder.stream_error(&mut out, &ApiError::from(err), mode == BodyMode::Discard);
         return Err(out);
     }
+    if let Some(last) = &head.last_event_id {
+        core.resume_from(key, last);
+    }
     responder.event_stream(&mut out, mode == BodyMode::Discard);
     if mode != BodyMode::Discard {
         let data = [br#"{"clientId":""#.as_slice(), &id, br#""}"#].concat();

@@ -83,6 +83,9 @@ pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox:
             runtime::spawn(accept_loop(ctx.clone(), listener.clone(), trouble.clone()));
         }
         runtime::spawn(expire_loop(ctx.clone()));
+        if let Some(every) = ctx.config.heartbeat {
+            runtime::spawn(heartbeat_loop(ctx.clone(), every));
+        }
         runtime::spawn(flush_loop(ctx.clone()));
         runtime::spawn(trim_loop(ctx.clone()));
         serve_inbox(&ctx, inbox).await;
@@ -200,6 +203,16 @@ async fn trim_loop(ctx: Rc<CoreCtx>) {
             runtime::release_free_memory();
             tracing::debug!(took = ?started.elapsed(), "gave free memory back to the OS");
         }
+    }
+}
+
+/// Queues a heartbeat comment for this core's streams every `every`
+/// (`--heartbeat`): one timer per core, not one per stream.
+async fn heartbeat_loop(ctx: Rc<CoreCtx>, every: Duration) {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        interval.tick().await;
+        ctx.core.borrow_mut().heartbeat();
     }
 }
 

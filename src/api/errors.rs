@@ -48,6 +48,10 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidSubscription(_) => {
                 ApiError::new(400, "A subscription must not contain line breaks.")
             }
+            CoreError::InvalidCursor(_) => ApiError::new(
+                400,
+                "Invalid history cursor: \"since\" and Last-Event-ID take <epoch>:<offset>.",
+            ),
         }
     }
 }

@@ -122,6 +122,42 @@ const PER_CORE: &[(&str, &str, MetricType, Read)] = &[
         |c| c.oversized_frames,
     ),
     (
+        "ringcast_history_events",
+        "Messages kept in the core's copy of the history (--history).",
+        MetricType::Gauge,
+        |c| c.history_events,
+    ),
+    (
+        "ringcast_history_bytes",
+        "Bytes the core's history counts against its share of --history-max-bytes.",
+        MetricType::Gauge,
+        |c| c.history_bytes,
+    ),
+    (
+        "ringcast_history_evicted",
+        "Messages evicted from the history (a topic's limit or the byte cap).",
+        MetricType::Counter,
+        |c| c.history_evicted,
+    ),
+    (
+        "ringcast_history_replayed",
+        "Events replayed from the history to resuming clients.",
+        MetricType::Counter,
+        |c| c.history_replayed,
+    ),
+    (
+        "ringcast_history_gaps",
+        "history_gap events: a cursor too old or from another epoch.",
+        MetricType::Counter,
+        |c| c.history_gaps,
+    ),
+    (
+        "ringcast_transport_heartbeats",
+        "Heartbeat comments queued (--heartbeat).",
+        MetricType::Counter,
+        |c| c.heartbeats,
+    ),
+    (
         "ringcast_client_dropped",
         "Clients disconnected as slow consumers (dropped_clients).",
         MetricType::Counter,

@@ -54,7 +54,13 @@ pub async fn handle(caller: &Caller<'_>, head: &Head, body: Vec<u8>) -> Result<(
     });
     let auth = auth?;
     broker
-        .set_subscriptions(&form.client_id, ip, form.subscriptions, auth)
+        .set_subscriptions(
+            &form.client_id,
+            ip,
+            form.subscriptions,
+            auth,
+            head.last_event_id.clone(),
+        )
         .await?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use smallvec::SmallVec;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 const PUBLISH: u8 = b'P';
 const REQUEST: u8 = b'Q';
 const ANSWER: u8 = b'A';
@@ -135,6 +135,7 @@ pub fn request(from: NodeId, id: u64, client: &str, op: &ClientOp) -> Vec<u8> {
             ip,
             subscriptions,
             auth,
+            resume,
         } => {
             w.u8(1);
             w.str(&ip.to_string());
@@ -143,6 +144,7 @@ pub fn request(from: NodeId, id: u64, client: &str, op: &ClientOp) -> Vec<u8> {
                 w.str(s);
             }
             w.json(auth);
+            w.json(resume);
         }
         ClientOp::Send { event, data } => {
             w.u8(2);
@@ -231,6 +233,10 @@ pub fn answer(from: NodeId, id: u64, result: &Result<OpReply, CoreError>) -> Vec
                 CoreError::InvalidSubscription(s) => {
                     w.u8(11);
                     w.str(s);
+                }
+                CoreError::InvalidCursor(c) => {
+                    w.u8(12);
+                    w.str(&c.0);
                 }
             }
         }
@@ -367,6 +373,7 @@ fn read_op(r: &mut Reader<'_>) -> Result<ClientOp, Malformed> {
                 ip,
                 subscriptions,
                 auth,
+                resume: r.json()?,
             }
         }
         2 => ClientOp::Send {
@@ -413,6 +420,7 @@ fn read_result(r: &mut Reader<'_>) -> Result<Result<OpReply, CoreError>, Malform
             9 => CoreError::TooManyStreams,
             10 => CoreError::TooManyTopics,
             11 => CoreError::InvalidSubscription(r.string()?),
+            12 => CoreError::InvalidCursor(crate::core::history::InvalidCursor(r.string()?)),
             _ => return Err(Malformed("error")),
         }),
         _ => return Err(Malformed("result")),
@@ -599,6 +607,7 @@ mod tests {
                     superuser: false,
                     record: None,
                 }),
+                resume: Some("1:2".into()),
             },
             ClientOp::Send {
                 event: "e".into(),

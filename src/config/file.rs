@@ -83,6 +83,11 @@ const OPTIONS: &[(&str, Kind)] = &[
     ("max-header-bytes", Kind::Integer),
     ("ring-capacity", Kind::Integer),
     ("demo", Kind::Bool),
+    ("history", Kind::List),
+    ("history-max-bytes", Kind::Integer),
+    ("sse-ids", Kind::Text("\"client\" or \"topic\"")),
+    ("history-cursor-field", TEXT),
+    ("heartbeat", DURATION),
     (
         "auth-pocketbase",
         Kind::Text("a URL string such as \"http://127.0.0.1:8090\""),

@@ -6,6 +6,7 @@
 //! [`Deliveries`](super::queue::Deliveries), and what few clients have (auth, a
 //! store, timeouts of their own) lives out of line in [`Extra`].
 
+use super::history::Cursor;
 use super::queue::Queue;
 use super::topics::TopicId;
 use crate::auth::Auth;
@@ -56,6 +57,12 @@ pub struct Extra {
     /// Set by the connect hook, instead of the server's.
     pub idle_timeout_ms: Option<u64>,
     pub max_lifetime_ms: Option<u64>,
+    /// The stream's `Last-Event-ID`: where its first subscriptions resume
+    /// (`core::history`).
+    pub resume: Option<Cursor>,
+    /// Recorded messages up to this sequence are not delivered live: the
+    /// client resumed from a cursor its owner core had not reached yet.
+    pub seen_through: u64,
 }
 
 impl Client {

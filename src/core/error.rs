@@ -47,4 +47,7 @@ pub enum CoreError {
     /// break: it names the client's events, whose SSE fields it would forge.
     #[error("the subscription {0:?} contains a line break")]
     InvalidSubscription(String),
+    /// A subscription's `since` or a `Last-Event-ID` is not a history cursor.
+    #[error(transparent)]
+    InvalidCursor(#[from] super::history::InvalidCursor),
 }

@@ -15,11 +15,13 @@
 //! | [`outbox`] ([`queue`]) | what waits to be written: per-client queues, the byte cap, the flush line |
 //! | [`writer`] | writing queues to sockets: direct sends, buffers for io_uring writes |
 //! | [`policy`] | the rules and hooks on connect, subscribe, message and disconnect |
+//! | [`history`] | recent messages of the topics that keep them, cursors, replay on resume |
 //! | [`stats`], [`latency`], [`error`] | counters, publish → last write; what a core refuses |
 
 pub(crate) mod client;
 pub(crate) mod delivery;
 pub mod error;
+pub mod history;
 pub(crate) mod id;
 pub mod latency;
 pub mod ops;
@@ -36,6 +38,7 @@ pub(crate) mod writer;
 
 pub use client::{ClientInfo, StoreOp};
 pub use error::CoreError;
+pub use history::{HistorySettings, HistoryTopic};
 pub use id::{MAX_CORES, NodeId, Owner, locate};
 pub use ops::{ClientOp, OpReply};
 pub use policy::Policy;
@@ -50,6 +53,7 @@ use crate::runtime::SocketRef;
 use bytes::Bytes;
 use client::Client;
 use delivery::Delivery;
+use history::{Cursor, History};
 use outbox::{Outbox, OverCap, Refused};
 use pubsub::PubSub;
 use registry::Registry;
@@ -82,6 +86,8 @@ pub struct Settings {
     pub max_streams_per_ip: usize,
     /// Distinct subscription strings this core holds at most.
     pub max_topics: usize,
+    /// `--history`: the topics that keep their recent messages.
+    pub history: Option<HistorySettings>,
 }
 
 /// What a parked stream is woken for.
@@ -99,6 +105,7 @@ pub struct Core {
     outbox: Outbox,
     writer: Writer,
     policy: Policy,
+    history: Option<History>,
     stats: Counters,
     epoch: Instant,
     /// The wall-clock time of `epoch`, to report when clients connected.
@@ -111,6 +118,7 @@ impl Core {
         Core {
             index,
             outbox: Outbox::new(settings.max_queue_bytes),
+            history: settings.history.clone().map(History::new),
             settings,
             registry: Registry::default(),
             pubsub: PubSub::default(),
@@ -349,6 +357,23 @@ impl Core {
         subs: Vec<String>,
         auth: Option<Auth>,
     ) -> Result<(), CoreError> {
+        self.resume_subscriptions(id, key, ip, subs, auth, None)
+    }
+
+    /// [`Core::set_subscriptions`] for a request that may resume: with
+    /// history, each subscription string new to the client that names a
+    /// topic keeping history resumes from a cursor — its own `since` option,
+    /// else `resume` (the POST's `Last-Event-ID`), else the stream's — and
+    /// gets what it missed before anything published after this call.
+    pub fn resume_subscriptions(
+        &mut self,
+        id: &[u8],
+        key: usize,
+        ip: IpAddr,
+        subs: Vec<String>,
+        auth: Option<Auth>,
+        resume: Option<&str>,
+    ) -> Result<(), CoreError> {
         let client = realtime_client(&mut self.registry, id, key, ip)?;
         let admitted = self.policy.admit(client, subs, auth.as_ref());
         if admitted.is_err() {
@@ -359,6 +384,14 @@ impl Core {
             return Err(CoreError::InvalidSubscription(bad.clone()));
         }
         let client = self.registry.client_mut(key);
+        let resumes = match &self.history {
+            Some(history) => {
+                let held = self.pubsub.names(&client.subs);
+                let stream = client.extra.as_ref().and_then(|e| e.resume);
+                history.resumes(&subs, &held, resume, stream)?
+            }
+            None => Vec::new(),
+        };
         if self.pubsub.topic_count() + self.pubsub.new_topics(&subs) > self.settings.max_topics {
             return Err(CoreError::TooManyTopics);
         }
@@ -378,14 +411,51 @@ impl Core {
         let before = client.subs.len() as u64;
         self.pubsub.replace(key as u32, &mut client.subs, &subs);
         self.stats.subscriptions = self.stats.subscriptions - before + client.subs.len() as u64;
+        // The stream's Last-Event-ID is for its first subscriptions only.
+        if let Some(extra) = &mut client.extra {
+            extra.resume = None;
+        }
+        if !resumes.is_empty() {
+            self.replay(key, &resumes);
+        }
         Ok(())
+    }
+
+    /// Where the first subscriptions of the stream at `key` resume: its
+    /// `Last-Event-ID`, when that is a cursor (a raw EventSource sends back
+    /// whatever id it saw last, a client id when ids are not cursors).
+    pub fn resume_from(&mut self, key: usize, last_event_id: &str) {
+        if self.history.is_none() {
+            return;
+        }
+        if let Some(cursor) = Cursor::parse(last_event_id) {
+            self.registry.client_mut(key).extra_mut().resume = Some(cursor);
+        }
+    }
+
+    /// Queues, for client `key`, each resumed subscription's gap event, then
+    /// the kept messages after each cursor in sequence order.
+    fn replay(&mut self, key: usize, resumes: &[(String, Cursor)]) {
+        let (mut delivery, registry, _, history) = self.fanout();
+        let delivered = match history {
+            Some(history) => replay_to(
+                &mut delivery,
+                registry.client_mut(key),
+                key,
+                history,
+                resumes,
+            ),
+            None => 0,
+        };
+        let retracted = delivery.retracted;
+        self.finish_fanout(delivered, retracted);
     }
 
     // --- Messages ---
 
     /// Starts a fan-out: the parts deliveries change, and the registry and
     /// index they read.
-    fn fanout(&mut self) -> (Delivery<'_>, &mut Registry, &PubSub) {
+    fn fanout(&mut self) -> (Delivery<'_>, &mut Registry, &PubSub, Option<&History>) {
         let now = self.now_ms();
         let Core {
             registry,
@@ -394,6 +464,7 @@ impl Core {
             writer,
             policy,
             stats,
+            history,
             ..
         } = self;
         outbox.begin_batch();
@@ -405,7 +476,7 @@ impl Core {
             now,
             retracted: 0,
         };
-        (delivery, registry, pubsub)
+        (delivery, registry, pubsub, history.as_ref())
     }
 
     /// Counts a fan-out's deliveries — those still queued for a connected
@@ -424,9 +495,15 @@ impl Core {
     /// no allocation, no copy (unless a message hook gives a client data of
     /// its own).
     pub fn publish(&mut self, batch: &[Message]) -> u64 {
-        let (mut delivery, registry, pubsub) = self.fanout();
+        // Recorded before any delivery, so each frame can carry its cursor.
+        let recorded: Vec<_> = match &mut self.history {
+            Some(history) => batch.iter().map(|msg| history.record(msg)).collect(),
+            None => Vec::new(),
+        };
+        let (mut delivery, registry, pubsub, history) = self.fanout();
+        let sse_ids = history.is_some_and(History::sse_ids);
         let mut recipients = 0;
-        for msg in batch {
+        for (i, msg) in batch.iter().enumerate() {
             delivery.stats.messages += 1;
             if let Target::All { event } = &msg.target {
                 recipients += to_everyone(&mut delivery, registry, msg, event);
@@ -442,20 +519,19 @@ impl Core {
             }
             // Most messages are for everyone: decided once, not per recipient.
             let everyone = msg.audience == Audience::Public && !msg.is_for_a_collection();
-            for group in pubsub.groups(msg) {
+            let recorded = recorded.get(i).and_then(Option::as_ref);
+            let (data, cursor, seq) = match recorded {
+                Some(r) => (&r.data[..], sse_ids.then_some(r.cursor.as_bytes()), r.seq),
+                None => (&msg.data[..], None, 0),
+            };
+            for group in pubsub.groups_with(msg, data, cursor) {
                 for &key in group.clients {
                     let client = registry.client_mut(key as usize);
                     let (frame, name) = (&group.frame, group.name);
                     if (everyone || admits(msg, client))
+                        && (seq == 0 || !seen_already(client, seq))
                         && matches!(
-                            delivery.deliver(
-                                key,
-                                client,
-                                frame,
-                                name,
-                                &msg.data,
-                                OverCap::Disconnect
-                            ),
+                            delivery.deliver(key, client, frame, name, data, OverCap::Disconnect),
                             Ok(true)
                         )
                     {
@@ -480,7 +556,7 @@ impl Core {
     ) -> Result<bool, CoreError> {
         self.registry.live(id, key)?;
         let frame = Rc::new(Frame::new(name.as_bytes(), data));
-        let (mut delivery, registry, _) = self.fanout();
+        let (mut delivery, registry, ..) = self.fanout();
         let client = registry.client_mut(key);
         delivery.stats.messages += 1;
         let delivered = delivery
@@ -507,8 +583,9 @@ impl Core {
                 ip,
                 subscriptions,
                 auth,
+                resume,
             } => {
-                core.set_subscriptions(id, key, ip, subscriptions, auth)?;
+                core.resume_subscriptions(id, key, ip, subscriptions, auth, resume.as_deref())?;
                 OpReply::Done
             }
             ClientOp::Send { event, data } => OpReply::Sent(core.send(id, key, &event, &data)?),
@@ -625,6 +702,29 @@ impl Core {
         self.outbox.release_idle_memory();
     }
 
+    /// Queues one heartbeat comment (`--heartbeat`) for every stream that
+    /// has nothing queued: one frame shared by all of them.
+    pub fn heartbeat(&mut self) {
+        let now = self.now_ms();
+        let frame = Rc::new(Frame::comment());
+        for (key, client) in self.registry.iter_mut() {
+            if client.end.is_some() || client.blocked || !client.queue.is_empty() {
+                continue;
+            }
+            if client.mode == BodyMode::Discard {
+                continue;
+            }
+            if self
+                .outbox
+                .enqueue_untimed(key as u32, client, &frame, now, &mut self.stats)
+                .is_ok()
+            {
+                self.stats.heartbeats += 1;
+            }
+        }
+        self.outbox.wake_flusher();
+    }
+
     /// Starts a graceful shutdown: every stream is ended politely.
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
@@ -661,12 +761,17 @@ impl Core {
     }
 
     pub fn stats(&self) -> CoreStats {
+        let (history_bytes, history_events, history_evicted) =
+            self.history.as_ref().map_or((0, 0, 0), History::usage);
         CoreStats {
             core: self.index,
             counters: Counters {
                 connections: self.registry.connection_count() as u64,
                 clients: self.registry.len() as u64,
                 topics: self.pubsub.topic_count() as u64,
+                history_bytes,
+                history_events,
+                history_evicted,
                 ..self.stats.clone()
             },
             latency: self.outbox.latency().clone(),
@@ -802,6 +907,71 @@ fn realtime_client<'r>(
         return Err(CoreError::ForeignAddress);
     }
     Ok(client)
+}
+
+/// [`Core::replay`]'s deliveries to `client`; returns how many were queued.
+fn replay_to(
+    delivery: &mut Delivery<'_>,
+    client: &mut Client,
+    key: usize,
+    history: &History,
+    resumes: &[(String, Cursor)],
+) -> u64 {
+    let mut entries = Vec::new();
+    let mut delivered = 0;
+    for (i, (name, since)) in resumes.iter().enumerate() {
+        if history.is_ahead(*since) {
+            let extra = client.extra_mut();
+            extra.seen_through = extra.seen_through.max(since.seq);
+            continue;
+        }
+        let (gap, kept) = history.resume(channel_of(name), *since);
+        entries.extend(kept.map(|entry| (entry.seq, i, entry)));
+        if let Some(gap) = gap {
+            let data = gap.data();
+            let frame = Rc::new(Frame::new(name.as_bytes(), &data));
+            delivery.stats.history_gaps += 1;
+            let queued =
+                delivery.deliver(key as u32, client, &frame, name, &data, OverCap::Disconnect);
+            delivered += u64::from(matches!(queued, Ok(true)));
+        }
+    }
+    // Several topics resumed at once: one stream, one order.
+    entries.sort_by_key(|&(seq, i, _)| (seq, i));
+    for (seq, i, entry) in entries {
+        if !entry.audience.admits(client.auth()) {
+            continue;
+        }
+        let name = &resumes[i].0;
+        let frame = if history.sse_ids() {
+            let cursor = Cursor {
+                epoch: history.epoch(),
+                seq,
+            };
+            Frame::with_cursor(name.as_bytes(), &entry.data, cursor.to_string().as_bytes())
+        } else {
+            Frame::new(name.as_bytes(), &entry.data)
+        };
+        delivery.stats.history_replayed += 1;
+        let frame = Rc::new(frame);
+        let queued = delivery.deliver(
+            key as u32,
+            client,
+            &frame,
+            name,
+            &entry.data,
+            OverCap::Disconnect,
+        );
+        delivered += u64::from(matches!(queued, Ok(true)));
+    }
+    delivered
+}
+
+/// Whether a resumed `client` already had recorded message `seq` (from
+/// another core, ahead of this one).
+#[inline(never)]
+fn seen_already(client: &Client, seq: u64) -> bool {
+    client.extra.as_ref().is_some_and(|e| seq <= e.seen_through)
 }
 
 /// Whether `client` may receive `msg`: its audience, and for a message to one

@@ -17,6 +17,9 @@ pub enum ClientOp {
         ip: IpAddr,
         subscriptions: Vec<String>,
         auth: Option<Auth>,
+        /// The request's `Last-Event-ID`: where new subscriptions to topics
+        /// with history resume (`core::history`).
+        resume: Option<String>,
     },
     /// One event for this client, whatever it subscribed.
     Send { event: String, data: Vec<u8> },

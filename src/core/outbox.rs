@@ -38,6 +38,10 @@ pub enum Refused {
     TooLarge,
 }
 
+/// The stamp of what no fan-out queued (heartbeats): never a batch's, so
+/// the clock ignores it when it leaves.
+const UNTIMED: u32 = u32::MAX;
+
 #[derive(Debug)]
 pub struct Outbox {
     deliveries: Deliveries,
@@ -68,6 +72,9 @@ impl Outbox {
     /// ones did, should the client be dropped before this one is answered.
     pub fn begin_batch(&mut self) {
         self.batch = self.batch.wrapping_add(1);
+        if self.batch == UNTIMED {
+            self.batch = 0;
+        }
         self.clock.begin(self.batch);
     }
 
@@ -94,6 +101,32 @@ impl Outbox {
         now: u64,
         stats: &mut Counters,
     ) -> Result<(), Refused> {
+        self.link(key, client, frame, now, stats, self.batch)
+    }
+
+    /// [`Outbox::enqueue`] outside any fan-out, left out of the publish →
+    /// last write clock: a heartbeat is not a message.
+    pub fn enqueue_untimed(
+        &mut self,
+        key: u32,
+        client: &mut Client,
+        frame: &Rc<Frame>,
+        now: u64,
+        stats: &mut Counters,
+    ) -> Result<(), Refused> {
+        self.link(key, client, frame, now, stats, UNTIMED)
+    }
+
+    #[inline]
+    fn link(
+        &mut self,
+        key: u32,
+        client: &mut Client,
+        frame: &Rc<Frame>,
+        now: u64,
+        stats: &mut Counters,
+        batch: u32,
+    ) -> Result<(), Refused> {
         if client.mode == BodyMode::Discard {
             // HEAD streams write no body, but a message still counts as delivered.
             client.last_write_ms = now;
@@ -104,8 +137,10 @@ impl Outbox {
             return Err(self.too_much(len, stats));
         }
         self.deliveries
-            .push(&mut client.queue, frame.clone(), self.batch);
-        self.clock.queued();
+            .push(&mut client.queue, frame.clone(), batch);
+        if batch != UNTIMED {
+            self.clock.queued();
+        }
         client.queued_bytes += len;
         stats.queued_bytes += len as u64;
         if !client.dirty && !client.blocked {

@@ -31,11 +31,16 @@ impl<'a> Group<'a> {
     fn new(
         name: &'a str,
         data: &[u8],
+        cursor: Option<&[u8]>,
         clients: &'a [u32],
         options: Option<&'a Options>,
     ) -> Group<'a> {
+        let frame = match cursor {
+            Some(cursor) => Frame::with_cursor(name.as_bytes(), data, cursor),
+            None => Frame::new(name.as_bytes(), data),
+        };
         Group {
-            frame: Rc::new(Frame::new(name.as_bytes(), data)),
+            frame: Rc::new(frame),
             name,
             clients,
             options,
@@ -183,6 +188,17 @@ impl PubSub {
     /// Each group's frame is built when the group is reached, once for all
     /// of its subscribers.
     pub fn groups<'a>(&'a self, msg: &'a Message) -> impl Iterator<Item = Group<'a>> + 'a {
+        self.groups_with(msg, &msg.data, None)
+    }
+
+    /// [`PubSub::groups`] with the data a recorded message is delivered with
+    /// and the cursor its frames carry (`core::history`).
+    pub fn groups_with<'a>(
+        &'a self,
+        msg: &'a Message,
+        data: &'a [u8],
+        cursor: Option<&'a [u8]>,
+    ) -> impl Iterator<Item = Group<'a>> + 'a {
         let (topics, user) = match &msg.target {
             Target::Topics(list) => (&list[..], None),
             Target::User { id, event, .. } => (&[][..], Some((&**id, &**event))),
@@ -196,11 +212,11 @@ impl PubSub {
                 let name = self.topics.name(sub);
                 // Only record events have options that matter.
                 let options = msg.record.as_ref().and_then(|_| self.topics.options(sub));
-                Group::new(name, &msg.data, self.topics.subscribers(sub), options)
+                Group::new(name, data, cursor, self.topics.subscribers(sub), options)
             });
         let by_user = user.and_then(move |(id, event)| {
             let keys = self.users.clients(id);
-            (!keys.is_empty()).then(|| Group::new(event, &msg.data, keys, None))
+            (!keys.is_empty()).then(|| Group::new(event, data, cursor, keys, None))
         });
         by_topic.chain(by_user)
     }

@@ -85,6 +85,20 @@ counters! {
     /// `--max-queue-bytes` (the broker refuses such messages up front; a
     /// message hook's rewrite can still make one).
     oversized_frames,
+    /// Messages kept in the history (`--history`; every core keeps a copy,
+    /// so the sum counts each message once per core).
+    history_events,
+    /// Bytes the history counts against `--history-max-bytes` (each core
+    /// holds its share).
+    history_bytes,
+    /// Messages evicted from the history (a topic's limit or the byte cap).
+    history_evicted,
+    /// Events replayed from the history to a resuming client.
+    history_replayed,
+    /// `history_gap` events sent: a cursor too old or from another epoch.
+    history_gaps,
+    /// Heartbeat comments queued (`--heartbeat`).
+    heartbeats,
 }
 
 /// How a subscription request's token was taken.

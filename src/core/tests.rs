@@ -22,6 +22,7 @@ fn settings() -> Settings {
         write_timeout: Duration::from_secs(30),
         max_streams_per_ip: 2,
         max_topics: 100,
+        history: None,
     }
 }
 
@@ -905,4 +906,67 @@ fn a_fanout_is_timed_until_its_last_copy_is_written() {
     render(&mut c, keys[1]);
     c.unregister(keys[2], EndReason::ClientClosed);
     assert_eq!(c.stats().latency.count, 2);
+}
+
+#[test]
+fn a_cursor_ahead_of_this_core_skips_what_the_client_saw_elsewhere() {
+    let settings = Settings {
+        history: Some(HistorySettings {
+            topics: vec!["t=10".parse().unwrap()],
+            max_bytes: 1 << 20,
+            epoch: 9,
+            sse_ids: false,
+            cursor_field: None,
+        }),
+        ..settings()
+    };
+    let mut c = core_with(settings, Hooks::new());
+    let publish = |c: &mut Core, n: u8| c.publish(&[Message::custom("t", vec![b'0' + n])]);
+    publish(&mut c, 1);
+    let (k, id) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    // Another core already delivered 2 and 3 (this one has yet to).
+    c.resume_subscriptions(&id, k, LOCAL, vec!["t".into()], None, Some("9:3"))
+        .unwrap();
+    assert!(render(&mut c, k).is_empty());
+    for n in 2..=4 {
+        publish(&mut c, n);
+    }
+    let out = String::from_utf8(render(&mut c, k)).unwrap();
+    let id = std::str::from_utf8(&id).unwrap();
+    assert_eq!(out, format!("id:{id}\nevent:t\ndata:4\n\n"));
+    // Behind: replayed from the core's own copy.
+    let (k2, id2) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.resume_subscriptions(&id2, k2, LOCAL, vec!["t".into()], None, Some("9:2"))
+        .unwrap();
+    let out = String::from_utf8(render(&mut c, k2)).unwrap();
+    let id2 = std::str::from_utf8(&id2).unwrap();
+    assert_eq!(
+        out,
+        format!("id:{id2}\nevent:t\ndata:3\n\nid:{id2}\nevent:t\ndata:4\n\n")
+    );
+    assert_eq!(c.stats().history_replayed, 2);
+}
+
+#[test]
+fn a_heartbeat_is_one_comment_for_each_quiet_stream_and_no_fanout() {
+    let mut c = core();
+    let (a, id_a) = c.register(LOCAL, NO_SOCKET, BodyMode::Chunked).unwrap();
+    let (b, id_b) = c.register(LOCAL, NO_SOCKET, BodyMode::Raw).unwrap();
+    c.set_subscriptions(&id_b, b, LOCAL, vec!["t".into()], None)
+        .unwrap();
+    c.publish(&[Message::custom("t", *b"1")]);
+    c.heartbeat();
+    let id_a = std::str::from_utf8(&id_a).unwrap();
+    assert_eq!(
+        String::from_utf8(render(&mut c, a)).unwrap(),
+        format!("2c\r\n: {id_a}\n\n\r\n")
+    );
+    // b had an event queued: no heartbeat on top of it.
+    let id_b = std::str::from_utf8(&id_b).unwrap();
+    assert_eq!(
+        String::from_utf8(render(&mut c, b)).unwrap(),
+        format!("id:{id_b}\nevent:t\ndata:1\n\n")
+    );
+    let stats = c.stats();
+    assert_eq!((stats.heartbeats, stats.latency.count), (1, 1));
 }

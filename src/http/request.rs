@@ -36,6 +36,8 @@ pub struct Head {
     pub content_type: Option<String>,
     pub origin: Option<String>,
     pub authorization: Option<String>,
+    /// Where a stream or its subscriptions resume (`core::history`).
+    pub last_event_id: Option<String>,
     pub forwarded_for: Option<String>,
     pub real_ip: Option<String>,
     /// Any of `X-Forwarded-For`, `X-Real-IP` or `Forwarded` was sent: a proxy
@@ -146,6 +148,8 @@ pub fn parse_head(buf: &[u8], max_head_bytes: usize) -> Result<Option<(Head, usi
             head.origin = Some(value());
         } else if name.eq_ignore_ascii_case("authorization") {
             head.authorization = Some(value());
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            head.last_event_id = Some(value());
         } else if name.eq_ignore_ascii_case("host") {
             head.host = Some(value());
         } else if name.eq_ignore_ascii_case("forwarded") {
