@@ -127,6 +127,17 @@ pub(crate) fn compile(text: &str, schema: Option<&Schema>) -> Result<Compiled, F
     })
 }
 
+/// `field:lower` as the plain field.
+fn unlower(operand: &mut Opd) {
+    if let Opd::Field(FieldRef {
+        shape: Shape::Plain { lower },
+        ..
+    }) = operand
+    {
+        *lower = false;
+    }
+}
+
 struct Compiler<'s> {
     schema: Option<&'s Schema>,
     vars: Vec<Var>,
@@ -152,8 +163,14 @@ impl Compiler<'_> {
                         return Err(invalid("max filter expressions limit reached"));
                     }
                     self.budget -= 1;
-                    let left = self.operand(&e.left)?;
-                    let right = self.operand(&e.right)?;
+                    let mut left = self.operand(&e.left)?;
+                    let mut right = self.operand(&e.right)?;
+                    if matches!(e.op.sign, Sign::Like | Sign::NotLike) {
+                        // LIKE ignores ASCII case and LOWER() lowers ASCII only, so
+                        // `LOWER(x) LIKE p` is `x LIKE p`: skip the lowered copy.
+                        unlower(&mut left);
+                        unlower(&mut right);
+                    }
                     let literal = match &right {
                         Opd::Text(t) => Some(t.to_string()),
                         Opd::Num(f) => Some(format!("{f}")),
