@@ -1,27 +1,41 @@
-//! One TCP connection: its socket, its receive buffer and the one read in
-//! flight, and reading a whole bounded request from it.
+//! One TCP connection: its socket, its receive buffer and the one op in
+//! flight on it, and reading a whole bounded request from it.
 //!
-//! A connection keeps exactly one read in flight at any time, owned here and
+//! A connection keeps at most one receiving op in flight, owned here and
 //! carried across requests and into the realtime stream, because a tokio-uring
-//! read cannot be cancelled: dropping it would leave an op (and the fd) behind.
-//! The read size adapts: small for the typical short request, growing for a
-//! client that fills it (a publisher pipelining many requests), and an idle
-//! stream keeps only a few bytes of buffer. What is done with a request is
+//! op cannot be cancelled: dropping it would leave an op (and the fd) behind.
+//! Requests are read with reads whose size adapts: small for the typical short
+//! request, growing for a client that fills it (a publisher pipelining many
+//! requests). An idle stream instead waits for readability, holding no buffer,
+//! and takes what arrived without io_uring. What is done with a request is
 //! `crate::serve`'s business.
 
 use crate::ctx::CoreCtx;
 use crate::http::error::ApiError;
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Head};
 use crate::http::response;
-use crate::runtime::{self, ReadFuture, Socket};
+use crate::runtime::{self, ReadFuture, Readable, Socket};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 
 const MIN_READ: usize = 2 * 1024;
 const MAX_READ: usize = 64 * 1024;
+/// What an idle stream takes from its socket at a time: a request
+/// pipelined behind the stream, or bytes it has no use for.
+const IDLE_READ: usize = MIN_READ;
+
+/// The receiving op in flight on a connection.
+enum Pending {
+    Read(ReadFuture),
+    /// An idle stream's wait for bytes (or the end).
+    Readable(Readable),
+}
 
 pub struct Connection {
     pub ctx: Rc<CoreCtx>,
@@ -29,8 +43,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Received bytes not consumed yet.
     pub buf: Vec<u8>,
-    /// The one read in flight, if any.
-    pub pending: Option<ReadFuture>,
+    /// The one receiving op in flight, if any.
+    pending: Option<Pending>,
     read_size: u32,
     /// How far `buf` was searched for the end of a request head.
     scanned: u32,
@@ -195,11 +209,7 @@ impl Connection {
     /// it brought. `Ok(false)` on end of stream.
     pub async fn read_more(&mut self) -> io::Result<bool> {
         let size = self.read_size as usize;
-        let socket = &self.socket;
-        let fut = self
-            .pending
-            .get_or_insert_with(|| socket.read(Vec::with_capacity(size)));
-        let (res, data) = fut.await;
+        let (res, data) = std::future::poll_fn(|cx| self.poll_read(cx, size)).await;
         self.pending = None;
         let n = res?;
         if n == 0 {
@@ -213,6 +223,71 @@ impl Connection {
         } as u32;
         self.absorb(data);
         Ok(true)
+    }
+
+    /// Polls the read in flight, starting one of `size` bytes if there is
+    /// none. The op stays in `pending` while it is awaited, so a caller that
+    /// gives up (a timeout) leaves it for the next read instead of losing it.
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        size: usize,
+    ) -> Poll<(io::Result<usize>, Vec<u8>)> {
+        loop {
+            let socket = &self.socket;
+            let pending = self
+                .pending
+                .get_or_insert_with(|| Pending::Read(socket.read(Vec::with_capacity(size))));
+            match pending {
+                Pending::Read(read) => return read.as_mut().poll(cx),
+                // Left by a stream that ended politely: finish it, then read.
+                Pending::Readable(readable) => {
+                    let res = ready!(Pin::new(readable).poll(cx));
+                    self.pending = None;
+                    if let Err(e) = res {
+                        return Poll::Ready((Err(e), Vec::new()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls for bytes from a peer not expected to send any (a parked
+    /// stream): waits for readability with no buffer held, then appends what
+    /// arrived. `Ready(Ok(false))` on end of stream.
+    pub fn poll_idle_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            let socket = &self.socket;
+            let pending = self
+                .pending
+                .get_or_insert_with(|| Pending::Readable(socket.readable()));
+            let readable = match pending {
+                Pending::Readable(readable) => readable,
+                // A read left in flight by a request that timed out waiting.
+                Pending::Read(read) => {
+                    let (res, data) = ready!(read.as_mut().poll(cx));
+                    self.pending = None;
+                    if res? == 0 {
+                        return Poll::Ready(Ok(false));
+                    }
+                    self.absorb(data);
+                    return Poll::Ready(Ok(true));
+                }
+            };
+            let res = ready!(Pin::new(readable).poll(cx));
+            self.pending = None;
+            res?;
+            match self.socket.try_read(&mut self.buf, IDLE_READ) {
+                Ok(n) => return Poll::Ready(Ok(n > 0)),
+                // Readiness that went away (or a signal): wait again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 
     /// The client's address: the peer's, or the one a trusted proxy names.

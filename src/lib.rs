@@ -41,6 +41,8 @@ pub mod frame;
 #[doc(hidden)]
 pub mod http;
 #[doc(hidden)]
+pub mod parked;
+#[doc(hidden)]
 pub mod ring;
 #[doc(hidden)]
 pub mod routes;

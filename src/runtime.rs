@@ -7,9 +7,9 @@
 //!
 //! Traps from the spike (`shared/research/tokio-uring-notes.md`) handled here:
 //! an in-flight op is not cancelled when its future is dropped and keeps the
-//! fd open, so [`Socket`] shuts the socket down when its last handle goes, which
-//! completes any pending read; and the ring is set up without
-//! `setup_defer_taskrun`, which hangs tokio-uring.
+//! fd open, so a connection shuts its socket down before letting go of it,
+//! which completes any pending read or readiness poll; and the ring is set up
+//! without `setup_defer_taskrun`, which hangs tokio-uring.
 
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket as RawSocket, Type};
@@ -19,6 +19,8 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
+use tokio_uring::{InFlightOneshot, OneshotOutputTransform, UnsubmittedOneshot};
 
 /// io_uring submission queue size: how many operations one loop iteration
 /// can batch into a single `io_uring_enter`. (Not to be confused with the
@@ -30,6 +32,43 @@ pub type ReadFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>
 
 /// A pending vectored write: bytes written and the buffers back.
 pub type WritevFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<Bytes>)>>>;
+
+/// A one-shot wait for a socket to become readable (`IORING_OP_POLL_ADD`):
+/// data, end of stream, a reset or a shutdown all complete it. Unlike a
+/// parked read it holds no buffer, so it is what an idle stream waits on.
+/// Like every tokio-uring op it is not cancelled when dropped: the socket must
+/// be shut down (which completes it) before the connection lets go of it.
+/// Must not be polled again once it has completed.
+pub struct Readable(InFlightOneshot<Rc<tokio_uring::net::TcpStream>, PollDone>);
+
+/// Turns the poll's completion into a result; the op's stored data (the
+/// socket handle) keeps the fd open while the poll is in flight.
+pub struct PollDone;
+
+impl OneshotOutputTransform for PollDone {
+    type Output = io::Result<()>;
+    type StoredData = Rc<tokio_uring::net::TcpStream>;
+
+    fn transform_oneshot_output(
+        self,
+        _socket: Self::StoredData,
+        cqe: io_uring::cqueue::Entry,
+    ) -> io::Result<()> {
+        // The result is the ready event mask, or -errno.
+        match cqe.result() {
+            r if r < 0 => Err(io::Error::from_raw_os_error(-r)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Future for Readable {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll(cx)
+    }
+}
 
 /// Binds a listening socket that other cores can bind too (`SO_REUSEPORT`).
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -206,6 +245,40 @@ impl Socket {
         Box::pin(async move { stream.read(buf).await })
     }
 
+    /// Waits until the socket is readable, holding no buffer meanwhile.
+    pub fn readable(&self) -> Readable {
+        let fd = io_uring::types::Fd(self.stream.as_raw_fd());
+        // POLLIN also reports end of stream; errors and hang-ups always are.
+        let sqe = io_uring::opcode::PollAdd::new(fd, libc::POLLIN as u32).build();
+        Readable(UnsubmittedOneshot::new(self.stream.clone(), PollDone, sqe).submit())
+    }
+
+    /// Appends what the socket holds right now, up to `max` bytes, to `buf`,
+    /// without waiting and without io_uring: after [`Socket::readable`] the
+    /// bytes are there, so a read op would be a round trip for nothing.
+    /// `Ok(0)` is end of stream.
+    pub fn try_read(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: recv(2) writes at most `spare.len()` bytes into the
+        // vector's spare capacity, which is allocated and ours to write.
+        let n = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len().min(max),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
+    }
+
     /// Writes all of `buf`. Like the other ops, the future is boxed: an op's
     /// state (≈ 200–300 bytes) is then held only while it is in flight, not
     /// reserved inside every parked connection task.
@@ -314,5 +387,55 @@ impl Socket {
             );
         }
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A connected pair: ours on the io_uring side, the peer a plain std socket.
+    fn pair() -> (Socket, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let stream = tokio_uring::net::TcpStream::from_std(ours);
+        let socket = Socket {
+            stream: Rc::new(stream),
+        };
+        (socket, peer)
+    }
+
+    #[test]
+    fn readable_waits_for_bytes_then_for_the_end_without_a_buffer() {
+        run(async {
+            let (socket, mut peer) = pair();
+            let mut buf = Vec::new();
+            assert_eq!(
+                socket.try_read(&mut buf, 64).unwrap_err().kind(),
+                io::ErrorKind::WouldBlock
+            );
+            let readable = socket.readable();
+            peer.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            readable.await.unwrap();
+            assert_eq!(socket.try_read(&mut buf, 4).unwrap(), 4);
+            assert_eq!(socket.try_read(&mut buf, 64).unwrap(), 12);
+            assert_eq!(buf, b"GET / HTTP/1.1\r\n");
+            drop(peer);
+            socket.readable().await.unwrap();
+            assert_eq!(socket.try_read(&mut buf, 64).unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn shutting_down_completes_a_pending_poll() {
+        run(async {
+            let (socket, _peer) = pair();
+            let readable = socket.readable();
+            socket.close();
+            readable.await.unwrap();
+            assert_eq!(socket.try_read(&mut Vec::new(), 64).unwrap(), 0);
+        });
     }
 }

@@ -3,14 +3,15 @@
 //! The connection's task registers a client on this core and writes the head
 //! and the `PB_CONNECT` event in one write. Then it hands the connection to a
 //! [`StreamTask`] and ends: a parked stream is the common case (most of a
-//! server's connections, for minutes), so it gets a small hand-written task of
-//! its own instead of the request-serving state machine.
+//! server's connections, for minutes), so it gets a small hand-written future
+//! instead of the request-serving state machine, kept in the core's slab of
+//! parked streams ([`crate::parked`]) instead of a tokio task of its own.
 //!
 //! The core writes queued frames straight to the socket while it has room;
 //! when the socket is full, the core wakes the stream task, which writes
 //! through io_uring (waiting for room) until the queue is empty. The core also
-//! wakes it when the stream must end, and its pending read notices the peer
-//! leaving. An abort (a slow consumer) ends the task even while its write is
+//! wakes it when the stream must end, and its readiness poll (no buffer held)
+//! notices the peer leaving. An abort (a slow consumer) ends the task even while its write is
 //! stuck: dropping the connection shuts the socket down, which completes the
 //! write. A polite end (idle timeout, lifetime, shutdown) writes the
 //! zero-length chunk and gives the connection back ([`AfterStream`]), as
@@ -23,15 +24,12 @@ use crate::hooks::{EndReason, Request};
 use crate::http::error::ApiError;
 use crate::http::request::Head;
 use crate::http::response::Responder;
+use crate::parked::Parked;
 use crate::runtime::{self, WritevFuture};
 use std::future::Future;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-
-/// A parked stream's read buffer: enough to notice EOF, nothing to hold.
-const STREAM_READ: usize = 16;
 
 /// How opening a stream went.
 pub enum Opened {
@@ -127,27 +125,44 @@ pub trait AfterStream: 'static {
     fn resume(conn: Connection, last_chunk: bool, close: bool);
 }
 
-/// Hands an opened stream to a task of its own. `close`: the connection ends
+thread_local! {
+    /// This core's parked streams.
+    static PARKED: Parked<StreamTask> = const { Parked::new() };
+}
+
+/// Parks an opened stream: it is polled by this core's one driver task, not
+/// as a task of its own ([`crate::parked`]). `close`: the connection ends
 /// with the stream (`Connection: close`), even after a polite end.
 pub fn park<A: AfterStream>(mut conn: Connection, key: usize, mode: BodyMode, close: bool) {
     if conn.buf.is_empty() {
         // Let go of the request's read buffer: idle streams are most streams.
         conn.buf = Vec::new();
     }
-    runtime::spawn(StreamTask::<A> {
+    let task = StreamTask {
         conn: Some(conn),
         key: key as u32,
         mode,
         close,
         write: None,
-        after: PhantomData,
-    });
+        resume: A::resume,
+    };
+    if PARKED.with(|parked| parked.insert(task)) {
+        runtime::spawn(std::future::poll_fn(|cx| {
+            PARKED.with(|parked| parked.poll_woken(cx))
+        }));
+    }
+}
+
+/// Drops this core's parked streams, closing their connections: at the end
+/// of its loop, before the runtime goes.
+pub fn drop_parked() {
+    PARKED.with(Parked::clear);
 }
 
 /// A parked stream: waits on the core and on the peer, writes through
 /// io_uring when the core hands over a full socket. Its whole state is the
-/// connection and one optional write, so a parked stream's task is small.
-struct StreamTask<A> {
+/// connection and one optional write, so a parked stream is small.
+struct StreamTask {
     /// `None` once the stream has ended.
     conn: Option<Connection>,
     key: u32,
@@ -155,10 +170,11 @@ struct StreamTask<A> {
     close: bool,
     /// The io_uring write in flight, when the socket was full.
     write: Option<WritevFuture>,
-    after: PhantomData<fn() -> A>,
+    /// [`AfterStream::resume`] of the serving side.
+    resume: fn(Connection, bool, bool),
 }
 
-impl<A: AfterStream> Future for StreamTask<A> {
+impl Future for StreamTask {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -194,23 +210,11 @@ impl<A: AfterStream> Future for StreamTask<A> {
                 }
                 Poll::Pending => {}
             }
-            let socket = &conn.socket;
-            let read = conn
-                .pending
-                .get_or_insert_with(|| socket.read(Vec::with_capacity(STREAM_READ)));
-            let Poll::Ready((res, data)) = read.as_mut().poll(cx) else {
-                return Poll::Pending;
-            };
-            conn.pending = None;
-            match res {
-                Ok(n) if n > 0 => {
-                    // A request pipelined behind the stream: keep it for later.
-                    conn.absorb(data);
-                    if conn.buf.len() > conn.ctx.config.max_header_bytes {
-                        break EndReason::ClientClosed;
-                    }
-                }
-                _ => break EndReason::ClientClosed,
+            match conn.poll_idle_read(cx) {
+                Poll::Pending => return Poll::Pending,
+                // A request pipelined behind the stream: keep it for later.
+                Poll::Ready(Ok(true)) if conn.buf.len() <= conn.ctx.config.max_header_bytes => {}
+                Poll::Ready(_) => break EndReason::ClientClosed,
             }
         };
         this.finish(reason);
@@ -218,7 +222,7 @@ impl<A: AfterStream> Future for StreamTask<A> {
     }
 }
 
-impl<A: AfterStream> StreamTask<A> {
+impl StreamTask {
     /// Unregisters the client; after a polite end the connection goes back to
     /// serving requests (HTTP/1.1 and HEAD), otherwise it is closed.
     fn finish(&mut self, reason: EndReason) {
@@ -234,7 +238,7 @@ impl<A: AfterStream> StreamTask<A> {
             // It does not read: do not leave what it was sent queued behind a FIN.
             conn.socket.reset();
         } else if reason.is_graceful() && self.mode != BodyMode::Raw {
-            A::resume(conn, self.mode == BodyMode::Chunked, self.close);
+            (self.resume)(conn, self.mode == BodyMode::Chunked, self.close);
         }
         // Otherwise dropping the connection closes it (and completes a write
         // stuck on a full socket).
@@ -245,16 +249,10 @@ impl<A: AfterStream> StreamTask<A> {
 mod tests {
     use super::*;
 
-    /// Every idle stream is one parked `StreamTask`; tokio lays tasks out
-    /// 128-byte aligned with ≈ 120 bytes of its own, so this size decides
-    /// whether an idle stream's task takes 256 bytes or 384.
+    /// Every idle stream is one slot of the core's parked slab; a slot is
+    /// the `StreamTask` itself (`None` marks one being polled).
     #[test]
-    fn a_parked_stream_task_fits_tokios_256_byte_class() {
-        struct Nothing;
-        impl AfterStream for Nothing {
-            fn resume(_: Connection, _: bool, _: bool) {}
-        }
-        let size = std::mem::size_of::<StreamTask<Nothing>>();
-        assert!(size <= 136, "StreamTask is {size} bytes");
+    fn a_parked_stream_is_small() {
+        assert_eq!(std::mem::size_of::<Option<StreamTask>>(), 152);
     }
 }

@@ -90,6 +90,7 @@ pub fn run(index: usize, shared: Shared, listener: std::net::TcpListener, inbox:
         runtime::spawn(trim_loop(ctx.clone()));
         serve_inbox(&ctx, inbox).await;
         shut_down(&ctx, &listener).await;
+        crate::stream::drop_parked();
         crate::ring::leave();
     });
 }
