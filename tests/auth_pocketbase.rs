@@ -9,136 +9,12 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use ringcast::auth::{Auth, AuthArgs, Verifier, VerifyError};
+use ringcast_testkit::pocketbase_process::{PASSWORD, PocketBase, SUPERUSER_EMAIL};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const SUPERUSER_EMAIL: &str = "root@example.com";
 const USER_EMAIL: &str = "bob@example.com";
-const PASSWORD: &str = "correct-horse-battery";
-
-/// A PocketBase serving a fresh data directory; killed and removed on drop.
-struct PocketBase {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
-
-impl PocketBase {
-    fn start(binary: &str) -> PocketBase {
-        let dir = std::env::temp_dir().join(format!(
-            "ringcast-pb-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let upsert = Command::new(binary)
-            .args(["superuser", "upsert", SUPERUSER_EMAIL, PASSWORD, "--dir"])
-            .arg(&dir)
-            .output()
-            .expect("run pocketbase superuser upsert");
-        assert!(upsert.status.success(), "superuser upsert: {upsert:?}");
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(format!("--http={addr}"))
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pocketbase serve");
-        let pb = PocketBase { child, dir, addr };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while pb
-            .try_request("GET", "/api/health", None, None)
-            .map(|r| r.0)
-            != Some(200)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "PocketBase did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        pb
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// One HTTP/1.0 exchange (so the answer is never chunked): status and JSON body.
-    fn try_request(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<(u16, Value)> {
-        let mut stream = TcpStream::connect(self.addr).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: {token}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).ok()?;
-        stream.write_all(body.as_bytes()).ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        let (head, body) = answer.split_once("\r\n\r\n")?;
-        let status = head.split(' ').nth(1)?.parse().ok()?;
-        Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-    }
-
-    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Value) -> Value {
-        let (status, answer) = self
-            .try_request(method, path, token, Some(&body))
-            .expect("PocketBase answers");
-        assert_eq!(status, 200, "{method} {path}: {answer}");
-        answer
-    }
-
-    /// (token, record id) of a password login.
-    fn login(&self, collection: &str, email: &str) -> (String, String) {
-        let answer = self.request(
-            "POST",
-            &format!("/api/collections/{collection}/auth-with-password"),
-            None,
-            json!({"identity": email, "password": PASSWORD}),
-        );
-        (
-            answer["token"].as_str().unwrap().to_owned(),
-            answer["record"]["id"].as_str().unwrap().to_owned(),
-        )
-    }
-}
-
-impl Drop for PocketBase {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -177,7 +53,7 @@ fn pocketbase_introspection() {
     let mut pb = PocketBase::start(&binary);
 
     let (superuser_token, superuser_id) = pb.login("_superusers", SUPERUSER_EMAIL);
-    let created = pb.request(
+    let created = pb.ok(
         "POST",
         "/api/collections/users/records",
         Some(&superuser_token),
@@ -250,8 +126,7 @@ fn pocketbase_introspection() {
 
     // PocketBase gone: cached answers still hold; a new token cannot be
     // checked, and says so rather than making its holder a guest.
-    let _ = pb.child.kill();
-    let _ = pb.child.wait();
+    pb.kill();
     std::thread::sleep(Duration::from_secs(1));
     let mut unseen = forged_valid.clone();
     unseen["exp"] = json!(now + 7200);

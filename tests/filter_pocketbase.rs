@@ -12,16 +12,10 @@
 //! Run: `RINGCAST_TEST_POCKETBASE=/path/to/pocketbase cargo test --test filter_pocketbase`.
 
 use ringcast::filter::{Fields, Filter, FilterError, Schema};
+use ringcast_testkit::pocketbase_process::{PASSWORD, PocketBase, SUPERUSER_EMAIL};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const SUPERUSER_EMAIL: &str = "root@example.com";
-const PASSWORD: &str = "correct-horse-battery";
+use std::time::SystemTime;
 
 /// Filters listed as a superuser: types, NULL and empty, multi-values, precedence, operators.
 const FILTERS: &[&str] = &[
@@ -442,147 +436,25 @@ const FIELDS: &[&str] = &[
     "id,expand.owner",
 ];
 
-/// A PocketBase serving a fresh data directory; killed and removed on drop.
-struct PocketBase {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
-
-impl PocketBase {
-    fn start(binary: &str) -> PocketBase {
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("ringcast-pbf-{}-{stamp}", std::process::id()));
-        let data = dir.join("pb_data");
-        std::fs::create_dir_all(&data).unwrap();
-        // own migration and hook directories: PocketBase's defaults sit beside the data
-        // directory, where other runs may have left theirs
-        let dirs = |cmd: &mut Command| {
-            cmd.arg("--dir")
-                .arg(&data)
-                .arg("--migrationsDir")
-                .arg(dir.join("pb_migrations"))
-                .arg("--hooksDir")
-                .arg(dir.join("pb_hooks"));
-        };
-        let mut upsert = Command::new(binary);
-        upsert.args(["superuser", "upsert", SUPERUSER_EMAIL, PASSWORD]);
-        dirs(&mut upsert);
-        let out = upsert.output().expect("run pocketbase superuser upsert");
-        assert!(out.status.success(), "superuser upsert: {out:?}");
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let mut serve = Command::new(binary);
-        serve
-            .arg("serve")
-            .arg(format!("--http={addr}"))
-            .arg("--automigrate=false");
-        dirs(&mut serve);
-        let child = serve
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pocketbase serve");
-        let pb = PocketBase { child, dir, addr };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while pb
-            .try_request("GET", "/api/health", None, None)
-            .map(|r| r.0)
-            != Some(200)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "PocketBase did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        pb
+/// The ids a list returns, or the error status.
+fn list(
+    pb: &PocketBase,
+    query: &str,
+    token: Option<&str>,
+) -> Result<(Vec<Value>, BTreeSet<String>), u16> {
+    let path = format!("/api/collections/items/records?perPage=500&sort=title{query}");
+    let (status, body) = pb
+        .try_request("GET", &path, token, None)
+        .expect("PocketBase answers");
+    if status != 200 {
+        return Err(status);
     }
-
-    /// One HTTP/1.0 exchange: status and JSON body.
-    fn try_request(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<(u16, Value)> {
-        let mut stream = TcpStream::connect(self.addr).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .ok()?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: {token}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).ok()?;
-        stream.write_all(body.as_bytes()).ok()?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).ok()?;
-        let answer = String::from_utf8_lossy(&answer);
-        let (head, body) = answer.split_once("\r\n\r\n")?;
-        let status = head.split(' ').nth(1)?.parse().ok()?;
-        Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-    }
-
-    #[track_caller]
-    fn ok(&self, method: &str, path: &str, token: Option<&str>, body: Value) -> Value {
-        let (status, answer) = self
-            .try_request(method, path, token, Some(&body))
-            .expect("PocketBase answers");
-        assert_eq!(status, 200, "{method} {path}: {answer}");
-        answer
-    }
-
-    fn login(&self, collection: &str, email: &str) -> String {
-        let answer = self.ok(
-            "POST",
-            &format!("/api/collections/{collection}/auth-with-password"),
-            None,
-            json!({"identity": email, "password": PASSWORD}),
-        );
-        answer["token"].as_str().unwrap().to_owned()
-    }
-
-    /// The ids a list returns, or the error status.
-    fn list(
-        &self,
-        query: &str,
-        token: Option<&str>,
-    ) -> Result<(Vec<Value>, BTreeSet<String>), u16> {
-        let path = format!("/api/collections/items/records?perPage=500&sort=title{query}");
-        let (status, body) = self
-            .try_request("GET", &path, token, None)
-            .expect("PocketBase answers");
-        if status != 200 {
-            return Err(status);
-        }
-        let items = body["items"].as_array().cloned().unwrap_or_default();
-        let ids = items
-            .iter()
-            .filter_map(|r| r["id"].as_str().map(str::to_owned))
-            .collect();
-        Ok((items, ids))
-    }
-}
-
-impl Drop for PocketBase {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    let items = body["items"].as_array().cloned().unwrap_or_default();
+    let ids = items
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    Ok((items, ids))
 }
 
 fn enc(s: &str) -> String {
@@ -602,7 +474,7 @@ struct Fixture {
 
 fn setup(binary: &str) -> Fixture {
     let pb = PocketBase::start(binary);
-    let su = pb.login("_superusers", SUPERUSER_EMAIL);
+    let (su, _) = pb.login("_superusers", SUPERUSER_EMAIL);
     let su = su.as_str();
 
     // users get a multi-select, a number and a JSON field to filter on
@@ -691,7 +563,7 @@ fn setup(binary: &str) -> Fixture {
             r.clone(),
         );
     }
-    let records = match pb.list("", Some(su)) {
+    let records = match list(&pb, "", Some(su)) {
         Ok((items, _)) => items,
         Err(status) => panic!("listing all records: {status}"),
     };
@@ -699,7 +571,7 @@ fn setup(binary: &str) -> Fixture {
 
     let mut users = Vec::new();
     for ((name, _), id) in people.iter().zip(&user_ids) {
-        let token = pb.login("users", &format!("{name}@example.com"));
+        let (token, _) = pb.login("users", &format!("{name}@example.com"));
         let auth = pb.ok(
             "GET",
             &format!("/api/collections/users/records/{id}"),
@@ -790,10 +662,12 @@ fn filters_match_pocketbase() {
     let mut counts = std::collections::BTreeMap::new();
 
     for expr in FILTERS {
-        let pocketbase = fx
-            .pb
-            .list(&format!("&filter={}", enc(expr)), Some(&fx.superuser))
-            .map(|(_, ids)| ids);
+        let pocketbase = list(
+            &fx.pb,
+            &format!("&filter={}", enc(expr)),
+            Some(&fx.superuser),
+        )
+        .map(|(_, ids)| ids);
         // an empty ?filter= is no filter for the list API; a subscription's empty filter is
         // none either, so compiling "" is what differs
         let pocketbase = if expr.is_empty() {
@@ -852,7 +726,7 @@ fn filters_match_pocketbase() {
             .chain([("guest", None, None)])
             .collect();
         for (who, token, auth) in viewers {
-            let pocketbase = fx.pb.list("", token).map(|(_, ids)| ids);
+            let pocketbase = list(&fx.pb, "", token).map(|(_, ids)| ids);
             let filter = Filter::compile_with(rule, &fx.schema);
             match compare(rule, who, pocketbase, filter, &fx.records, auth) {
                 Ok(kind) => *counts.entry(kind).or_insert(0) += 1,
@@ -889,10 +763,11 @@ fn filters_match_pocketbase() {
 fn fields_match_pocketbase(fx: &Fixture) {
     let mut failures = Vec::new();
     for spec in FIELDS {
-        let Ok((items, _)) = fx
-            .pb
-            .list(&format!("&fields={}", enc(spec)), Some(&fx.superuser))
-        else {
+        let Ok((items, _)) = list(
+            &fx.pb,
+            &format!("&fields={}", enc(spec)),
+            Some(&fx.superuser),
+        ) else {
             failures.push(format!("{spec:?}: PocketBase refused it"));
             continue;
         };

@@ -9,6 +9,7 @@
 //! * [`wire`] — response head and chunk parsing without I/O, shared with `ringcast-loadgen`;
 //! * [`pocketbase`] — PocketBase 0.40.6's exact heads and bodies, date/id normalisation;
 //! * [`redis`] — a real `redis-server` for the cluster tests, stopped and restarted at will;
+//! * [`pocketbase_process`] — a real PocketBase with a superuser, for the tests that check against it;
 //! * [`procfs`] — the server process's memory, CPU time and open files, and TCP socket states,
 //!   from `/proc`;
 //! * [`baseline`] — looser checks for the tokio+axum baseline, whose headers differ in order;
@@ -19,6 +20,7 @@ pub mod baseline;
 pub mod bytes;
 pub mod http;
 pub mod pocketbase;
+pub mod pocketbase_process;
 pub mod procfs;
 pub mod redis;
 pub mod server;
