@@ -117,6 +117,28 @@ pub fn spawn<F: Future + 'static>(task: F) {
     tokio_uring::spawn(task);
 }
 
+/// Lets the loop park once and resumes at once. tokio-uring submits queued
+/// operations (replies, next reads) only when its thread parks, so a long
+/// burst of work must let it park now and then; a timer would round that
+/// pause up to a whole millisecond with the core idle, while a no-op through
+/// the ring is already complete when the loop parks, and the park returns
+/// without sleeping.
+pub async fn park_once() {
+    let nop = io_uring::opcode::Nop::new().build();
+    // A no-op cannot fail; its result says nothing.
+    UnsubmittedOneshot::new((), NopDone, nop).submit().await;
+}
+
+/// The no-op's completion, which carries nothing.
+pub struct NopDone;
+
+impl OneshotOutputTransform for NopDone {
+    type Output = ();
+    type StoredData = ();
+
+    fn transform_oneshot_output(self, _: (), _: io_uring::cqueue::Entry) {}
+}
+
 /// A non-owning handle on a connected socket: the two things a core does to
 /// a socket without io_uring, so that `crate::core` needs neither libc nor
 /// tokio-uring. Valid while the [`Socket`] it came from is open (a core drops
