@@ -239,7 +239,7 @@ impl Connection {
                 .pending
                 .get_or_insert_with(|| Pending::Read(socket.read(Vec::with_capacity(size))));
             match pending {
-                Pending::Read(read) => return read.as_mut().poll(cx),
+                Pending::Read(read) => return Pin::new(read).poll(cx),
                 // Left by a stream that ended politely: finish it, then read.
                 Pending::Readable(readable) => {
                     let res = ready!(Pin::new(readable).poll(cx));
@@ -265,7 +265,7 @@ impl Connection {
                 Pending::Readable(readable) => readable,
                 // A read left in flight by a request that timed out waiting.
                 Pending::Read(read) => {
-                    let (res, data) = ready!(read.as_mut().poll(cx));
+                    let (res, data) = ready!(Pin::new(read).poll(cx));
                     self.pending = None;
                     if res? == 0 {
                         return Poll::Ready(Ok(false));
@@ -323,7 +323,7 @@ fn deadline_after(d: Duration) -> Instant {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let socket = self.socket.clone();
+        let socket = self.socket.take();
         if socket.unsent() == 0 || socket.is_reset() {
             socket.close();
         } else {

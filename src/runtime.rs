@@ -6,19 +6,31 @@
 //! accept queue. Swapping the runtime means rewriting this file only.
 //!
 //! Traps from the spike (`shared/research/tokio-uring-notes.md`) handled here:
-//! an in-flight op is not cancelled when its future is dropped and keeps the
-//! fd open, so a connection shuts its socket down before letting go of it,
-//! which completes any pending read or readiness poll; and the ring is set up
-//! without `setup_defer_taskrun`, which hangs tokio-uring.
+//! an in-flight op is not cancelled when its future is dropped, so a
+//! connection shuts its socket down before letting go of it, which completes
+//! any pending read or readiness poll; and the ring is set up without
+//! `setup_defer_taskrun`, which hangs tokio-uring.
+//!
+//! A connected [`Socket`] is its bare fd, not tokio-uring's `TcpStream`: that
+//! one is two small allocations per connection (its shared fd, 64 bytes with
+//! glibc's header, and here an `Rc` around it, 32), which live as long as the
+//! connection and so pin, between them, the pages of the connect phase's
+//! short-lived buffers (measured: 19,000 idle streams left ≈ 3 MB of free but
+//! resident fragments in the cores' arenas). So its ops are submitted here as
+//! raw io_uring entries ([`UnsubmittedOneshot`]) that hold only their buffers,
+//! and the fd is closed through the ring too: the close is queued behind
+//! every op already queued on it, and the kernel takes its own reference to
+//! the socket when it starts an op, so no op can land on a reused fd number.
 
 use bytes::Bytes;
-use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+use io_uring::{cqueue, opcode, types};
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket as RawSocket, Type};
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 use tokio_uring::{InFlightOneshot, OneshotOutputTransform, UnsubmittedOneshot};
 
@@ -28,10 +40,65 @@ use tokio_uring::{InFlightOneshot, OneshotOutputTransform, UnsubmittedOneshot};
 const SUBMISSION_QUEUE_ENTRIES: u32 = 4096;
 
 /// A pending read: completes with the bytes read (0 = EOF) and the buffer.
-pub type ReadFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>>;
+/// Boxed: a connection holding one grows by a pointer, not by the op.
+pub struct ReadFuture(Pin<Box<InFlightOneshot<Vec<u8>, ReadDone>>>);
+
+/// Puts a read's bytes into its buffer (they were written to its spare capacity).
+pub struct ReadDone;
+
+impl OneshotOutputTransform for ReadDone {
+    type Output = (io::Result<usize>, Vec<u8>);
+    type StoredData = Vec<u8>;
+
+    fn transform_oneshot_output(self, mut buf: Vec<u8>, cqe: cqueue::Entry) -> Self::Output {
+        let n = match result(&cqe) {
+            Ok(n) => n,
+            Err(e) => return (Err(e), buf),
+        };
+        // SAFETY: the kernel wrote `n` bytes (at most the spare capacity the
+        // read was given) right after the buffer's initialised part.
+        unsafe { buf.set_len(buf.len() + n) };
+        (Ok(n), buf)
+    }
+}
+
+impl Future for ReadFuture {
+    type Output = (io::Result<usize>, Vec<u8>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
 
 /// A pending vectored write: bytes written and the buffers back.
-pub type WritevFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<Bytes>)>>>;
+pub struct WritevFuture(Pin<Box<InFlightOneshot<Gather, WritevDone>>>);
+
+/// A vectored write's buffers and the iovec array that points into them,
+/// both held (at stable addresses) until the write completes.
+pub struct Gather {
+    bufs: Vec<Bytes>,
+    _iovecs: Vec<libc::iovec>,
+}
+
+/// Hands a vectored write's buffers back.
+pub struct WritevDone;
+
+impl OneshotOutputTransform for WritevDone {
+    type Output = (io::Result<usize>, Vec<Bytes>);
+    type StoredData = Gather;
+
+    fn transform_oneshot_output(self, gather: Gather, cqe: cqueue::Entry) -> Self::Output {
+        (result(&cqe), gather.bufs)
+    }
+}
+
+impl Future for WritevFuture {
+    type Output = (io::Result<usize>, Vec<Bytes>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
 
 /// A one-shot wait for a socket to become readable (`IORING_OP_POLL_ADD`):
 /// data, end of stream, a reset or a shutdown all complete it. Unlike a
@@ -39,34 +106,91 @@ pub type WritevFuture = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<Byte
 /// Like every tokio-uring op it is not cancelled when dropped: the socket must
 /// be shut down (which completes it) before the connection lets go of it.
 /// Must not be polled again once it has completed.
-pub struct Readable(InFlightOneshot<Rc<tokio_uring::net::TcpStream>, PollDone>);
-
-/// Turns the poll's completion into a result; the op's stored data (the
-/// socket handle) keeps the fd open while the poll is in flight.
-pub struct PollDone;
-
-impl OneshotOutputTransform for PollDone {
-    type Output = io::Result<()>;
-    type StoredData = Rc<tokio_uring::net::TcpStream>;
-
-    fn transform_oneshot_output(
-        self,
-        _socket: Self::StoredData,
-        cqe: io_uring::cqueue::Entry,
-    ) -> io::Result<()> {
-        // The result is the ready event mask, or -errno.
-        match cqe.result() {
-            r if r < 0 => Err(io::Error::from_raw_os_error(-r)),
-            _ => Ok(()),
-        }
-    }
-}
+pub struct Readable(InFlightOneshot<(), Done>);
 
 impl Future for Readable {
     type Output = io::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll(cx)
+    }
+}
+
+/// The outcome of an op that holds nothing: a readiness poll (whose result
+/// is the ready event mask) or a close.
+pub struct Done;
+
+impl OneshotOutputTransform for Done {
+    type Output = io::Result<()>;
+    type StoredData = ();
+
+    fn transform_oneshot_output(self, _: (), cqe: cqueue::Entry) -> io::Result<()> {
+        result(&cqe).map(drop)
+    }
+}
+
+/// One write of a `write_all`: the buffer is held until the write completes.
+struct WriteDone;
+
+impl OneshotOutputTransform for WriteDone {
+    type Output = (io::Result<usize>, Vec<u8>);
+    type StoredData = Vec<u8>;
+
+    fn transform_oneshot_output(self, buf: Vec<u8>, cqe: cqueue::Entry) -> Self::Output {
+        (result(&cqe), buf)
+    }
+}
+
+/// An accept's peer address, written by the kernel (boxed: at a stable address).
+struct PeerAddr {
+    storage: SockAddrStorage,
+    len: libc::socklen_t,
+}
+
+/// Hands an accepted fd and its peer's address over.
+struct AcceptDone;
+
+impl OneshotOutputTransform for AcceptDone {
+    type Output = io::Result<(Socket, SocketAddr)>;
+    type StoredData = Box<PeerAddr>;
+
+    fn transform_oneshot_output(self, addr: Box<PeerAddr>, cqe: cqueue::Entry) -> Self::Output {
+        let fd = i32::try_from(result(&cqe)?).map_err(|_| io::ErrorKind::InvalidData)?;
+        let socket = Socket { fd };
+        // SAFETY: the kernel wrote a socket address of `len` bytes into `storage`.
+        let peer = unsafe { SockAddr::new(addr.storage, addr.len) }.as_socket();
+        let peer = peer.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+        Ok((socket, peer))
+    }
+}
+
+/// A completion's result: bytes (or an fd, or an event mask), or -errno.
+fn result(cqe: &cqueue::Entry) -> io::Result<usize> {
+    match cqe.result() {
+        r if r < 0 => Err(io::Error::from_raw_os_error(-r)),
+        r => Ok(r as usize),
+    }
+}
+
+thread_local! {
+    /// Whether this thread is inside [`run`]'s main future, where ops can be
+    /// submitted (not while the runtime drops its remaining tasks).
+    static IN_LOOP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the thread as inside the loop for as long as it lives.
+struct InLoop;
+
+impl InLoop {
+    fn enter() -> InLoop {
+        IN_LOOP.with(|l| l.set(true));
+        InLoop
+    }
+}
+
+impl Drop for InLoop {
+    fn drop(&mut self) {
+        IN_LOOP.with(|l| l.set(false));
     }
 }
 
@@ -85,7 +209,10 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub fn run<F: Future>(main: F) -> F::Output {
     tokio_uring::builder()
         .entries(SUBMISSION_QUEUE_ENTRIES)
-        .start(main)
+        .start(async move {
+            let _in_loop = InLoop::enter();
+            main.await
+        })
 }
 
 /// Makes the calling thread yield the CPU to the cores (nice 19): for
@@ -225,26 +352,31 @@ impl<'p> IoVecs<'_, 'p> {
 
 /// A core's listener.
 pub struct Listener {
-    inner: tokio_uring::net::TcpListener,
+    inner: std::net::TcpListener,
 }
 
 impl Listener {
     pub fn from_std(listener: std::net::TcpListener) -> Listener {
-        Listener {
-            inner: tokio_uring::net::TcpListener::from_std(listener),
-        }
+        Listener { inner: listener }
     }
 
     pub async fn accept(&self) -> io::Result<(Socket, SocketAddr)> {
-        let (stream, peer) = self.inner.accept().await?;
+        let addr = Box::new(PeerAddr {
+            storage: SockAddrStorage::zeroed(),
+            len: std::mem::size_of::<SockAddrStorage>() as libc::socklen_t,
+        });
+        let fd = types::Fd(self.inner.as_raw_fd());
+        let storage = (&raw const addr.storage).cast_mut().cast();
+        let len = (&raw const addr.len).cast_mut();
+        let sqe = opcode::Accept::new(fd, storage, len)
+            .flags(libc::SOCK_CLOEXEC)
+            .build();
+        let (socket, peer) = UnsubmittedOneshot::new(addr, AcceptDone, sqe)
+            .submit()
+            .await?;
         // Frames are coalesced before they are written; Nagle would only delay them.
-        stream.set_nodelay(true)?;
-        Ok((
-            Socket {
-                stream: Rc::new(stream),
-            },
-            peer,
-        ))
+        socket.set_nodelay()?;
+        Ok((socket, peer))
     }
 
     /// Makes pending and future `accept`s fail, so accept loops end.
@@ -254,25 +386,29 @@ impl Listener {
     }
 }
 
-/// A connected socket. Clones share it; reads and writes may be in flight at once.
-#[derive(Clone)]
+/// A connected socket: its fd, owned, and nothing else. Reads and writes may
+/// be in flight at once; each op holds only its buffers.
 pub struct Socket {
-    stream: Rc<tokio_uring::net::TcpStream>,
+    /// -1 once handed on ([`Socket::take`]).
+    fd: RawFd,
 }
 
 impl Socket {
     /// Starts a read into `buf`'s spare capacity.
-    pub fn read(&self, buf: Vec<u8>) -> ReadFuture {
-        let stream = self.stream.clone();
-        Box::pin(async move { stream.read(buf).await })
+    pub fn read(&self, mut buf: Vec<u8>) -> ReadFuture {
+        let spare = buf.spare_capacity_mut();
+        let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
+        let sqe = opcode::Recv::new(self.raw(), spare.as_mut_ptr().cast(), len).build();
+        ReadFuture(Box::pin(
+            UnsubmittedOneshot::new(buf, ReadDone, sqe).submit(),
+        ))
     }
 
     /// Waits until the socket is readable, holding no buffer meanwhile.
     pub fn readable(&self) -> Readable {
-        let fd = io_uring::types::Fd(self.stream.as_raw_fd());
         // POLLIN also reports end of stream; errors and hang-ups always are.
-        let sqe = io_uring::opcode::PollAdd::new(fd, libc::POLLIN as u32).build();
-        Readable(UnsubmittedOneshot::new(self.stream.clone(), PollDone, sqe).submit())
+        let sqe = opcode::PollAdd::new(self.raw(), libc::POLLIN as u32).build();
+        Readable(UnsubmittedOneshot::new((), Done, sqe).submit())
     }
 
     /// Appends what the socket holds right now, up to `max` bytes, to `buf`,
@@ -286,7 +422,7 @@ impl Socket {
         // vector's spare capacity, which is allocated and ours to write.
         let n = unsafe {
             libc::recv(
-                self.stream.as_raw_fd(),
+                self.fd,
                 spare.as_mut_ptr().cast(),
                 spare.len().min(max),
                 libc::MSG_DONTWAIT,
@@ -302,29 +438,91 @@ impl Socket {
     }
 
     /// Writes all of `buf`. Like the other ops, the future is boxed: an op's
-    /// state (≈ 200–300 bytes) is then held only while it is in flight, not
-    /// reserved inside every parked connection task.
-    pub fn write_all(&self, buf: Vec<u8>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
-        let stream = self.stream.clone();
-        Box::pin(async move { stream.write_all(buf).await.0 })
+    /// state is then held only while it is in flight, not reserved inside
+    /// every parked connection.
+    pub fn write_all(&self, mut buf: Vec<u8>) -> Pin<Box<dyn Future<Output = io::Result<()>>>> {
+        let fd = self.raw();
+        Box::pin(async move {
+            let mut done = 0;
+            while done < buf.len() {
+                let rest = &buf[done..];
+                let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+                let sqe = opcode::Send::new(fd, rest.as_ptr(), len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build();
+                let (res, back) = UnsubmittedOneshot::new(buf, WriteDone, sqe).submit().await;
+                buf = back;
+                match res? {
+                    0 => return Err(io::ErrorKind::WriteZero.into()),
+                    n => done += n,
+                }
+            }
+            Ok(())
+        })
     }
 
-    /// One vectored write; may be partial. tokio-uring allocates the iovec
-    /// array per op, so the box adds one small allocation per write.
+    /// One vectored write; may be partial. The iovec array is allocated per
+    /// op, and held with the buffers until the write completes.
     pub fn writev(&self, bufs: Vec<Bytes>) -> WritevFuture {
-        let stream = self.stream.clone();
-        Box::pin(async move { stream.writev(bufs).await })
+        let iovecs: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr().cast_mut().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let n = u32::try_from(iovecs.len()).unwrap_or(u32::MAX);
+        let sqe = opcode::Writev::new(self.raw(), iovecs.as_ptr(), n).build();
+        let gather = Gather {
+            bufs,
+            _iovecs: iovecs,
+        };
+        WritevFuture(Box::pin(
+            UnsubmittedOneshot::new(gather, WritevDone, sqe).submit(),
+        ))
     }
 
     /// The handle a core keeps to write without io_uring and to abort.
     pub fn handle(&self) -> SocketRef {
-        SocketRef(self.stream.as_raw_fd())
+        SocketRef(self.fd)
+    }
+
+    /// This socket, moved out of `self` (which then owns nothing): for a
+    /// connection handing its socket to the task that closes it.
+    pub fn take(&mut self) -> Socket {
+        Socket {
+            fd: std::mem::replace(&mut self.fd, -1),
+        }
     }
 
     /// Shuts both directions down: pending reads complete, the peer sees EOF,
-    /// and the fd is closed once the last in-flight op lets go of it.
+    /// and the fd is closed when the socket is dropped.
     pub fn close(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        // SAFETY: shutdown(2) does not close the fd; failure is harmless.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+    }
+
+    fn raw(&self) -> types::Fd {
+        types::Fd(self.fd)
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt(2) on our own socket with an int option.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                std::ptr::addr_of!(on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// Bytes written to the socket that the peer has not acknowledged yet;
@@ -336,7 +534,7 @@ impl Socket {
         }
         let mut n: libc::c_int = 0;
         // SAFETY: ioctl(2) TIOCOUTQ (SIOCOUTQ) writes one int.
-        let r = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        let r = unsafe { libc::ioctl(self.fd, libc::TIOCOUTQ, &mut n) };
         if r == 0 {
             usize::try_from(n).unwrap_or(0)
         } else {
@@ -354,7 +552,7 @@ impl Socket {
         // SAFETY: getsockopt(2) TCP_INFO into a one-byte buffer of that length.
         let r = unsafe {
             libc::getsockopt(
-                self.stream.as_raw_fd(),
+                self.fd,
                 libc::IPPROTO_TCP,
                 libc::TCP_INFO,
                 std::ptr::addr_of_mut!(state).cast(),
@@ -374,7 +572,7 @@ impl Socket {
         // SAFETY: getsockopt(2) into a linger struct of the given size.
         let r = unsafe {
             libc::getsockopt(
-                self.stream.as_raw_fd(),
+                self.fd,
                 libc::SOL_SOCKET,
                 libc::SO_LINGER,
                 std::ptr::addr_of_mut!(linger).cast(),
@@ -386,7 +584,8 @@ impl Socket {
 
     /// Sends a FIN after what is queued; reads go on.
     pub fn shutdown_write(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        // SAFETY: shutdown(2) does not close the fd; failure is harmless.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_WR) };
     }
 
     /// Cuts the connection off, for a peer that does not read: what is still
@@ -401,7 +600,7 @@ impl Socket {
         // SAFETY: setsockopt(2) on our own socket with a valid linger struct.
         unsafe {
             libc::setsockopt(
-                self.stream.as_raw_fd(),
+                self.fd,
                 libc::SOL_SOCKET,
                 libc::SO_LINGER,
                 std::ptr::addr_of!(linger).cast(),
@@ -409,6 +608,25 @@ impl Socket {
             );
         }
         self.close();
+    }
+}
+
+impl Drop for Socket {
+    /// Closes the fd through the ring, behind every op queued on it (see the
+    /// module doc); when the loop is gone (its leftover tasks being dropped),
+    /// with close(2).
+    fn drop(&mut self) {
+        if self.fd < 0 {
+            return;
+        }
+        if IN_LOOP.with(Cell::get) {
+            let sqe = opcode::Close::new(self.raw()).build();
+            // Its result is of no use: dropping the op leaves it to complete.
+            drop(UnsubmittedOneshot::new((), Done, sqe).submit());
+        } else {
+            // SAFETY: the fd is ours and closed once.
+            unsafe { libc::close(self.fd) };
+        }
     }
 }
 
@@ -422,9 +640,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (ours, _) = listener.accept().unwrap();
-        let stream = tokio_uring::net::TcpStream::from_std(ours);
         let socket = Socket {
-            stream: Rc::new(stream),
+            fd: std::os::fd::IntoRawFd::into_raw_fd(ours),
         };
         (socket, peer)
     }

@@ -188,7 +188,7 @@ impl Future for StreamTask {
                 if let Some(reason) = conn.ctx.core.borrow_mut().poll_abort(key, cx) {
                     break reason;
                 }
-                let Poll::Ready((res, pieces)) = write.as_mut().poll(cx) else {
+                let Poll::Ready((res, pieces)) = Pin::new(write).poll(cx) else {
                     return Poll::Pending;
                 };
                 this.write = None;
@@ -253,6 +253,6 @@ mod tests {
     /// the `StreamTask` itself (`None` marks one being polled).
     #[test]
     fn a_parked_stream_is_small() {
-        assert_eq!(std::mem::size_of::<Option<StreamTask>>(), 152);
+        assert_eq!(std::mem::size_of::<Option<StreamTask>>(), 128);
     }
 }

@@ -185,21 +185,38 @@ async fn expire_loop(ctx: Rc<CoreCtx>) {
 }
 
 /// How often a core looks whether to give freed memory back, and how many
-/// streams must have ended on it since the last time: a trim walks the
-/// allocator's free lists, so it follows churn, not the clock.
-const TRIM_EVERY: Duration = Duration::from_secs(10);
-const TRIM_AFTER_ENDS: u64 = 1024;
+/// streams must have started or ended on it since the last time: a trim
+/// walks the allocator's free lists, so it follows churn, not the clock.
+const TRIM_CHECK: Duration = Duration::from_secs(1);
+const TRIM_AFTER_STREAMS: u64 = 1024;
+/// A tick with fewer streams started or ended than this ends a burst; churn
+/// that goes on without such a pause is trimmed after at most this many ticks.
+const TRIM_QUIET: u64 = TRIM_AFTER_STREAMS / 16;
+const TRIM_AT_MOST_EVERY_TICKS: u32 = 10;
 
-/// Gives memory back to the OS after many streams ended here
-/// ([`runtime::release_free_memory`]).
+/// Gives memory back to the OS ([`runtime::release_free_memory`]) after many
+/// streams started or ended here: once such a burst pauses, or every
+/// [`TRIM_AT_MOST_EVERY_TICKS`] while it goes on. Ends free whole clients;
+/// a burst of connects frees its handshakes' buffers (≈ 2 MB for 512 in
+/// flight), which stay resident in the arena between the connections' own
+/// allocations otherwise (measured at 19,000 idle streams: ≈ 40 B each).
 async fn trim_loop(ctx: Rc<CoreCtx>) {
-    let mut ended_then = 0;
-    let mut interval = tokio::time::interval(TRIM_EVERY);
+    // Streams started (those open and those ended) plus streams ended.
+    let churn = |core: &Core| core.client_count() as u64 + 2 * core.streams_ended();
+    let mut at_trim = churn(&ctx.core.borrow());
+    let mut at_tick = at_trim;
+    let mut ticks = 0;
+    let mut interval = tokio::time::interval(TRIM_CHECK);
     loop {
         interval.tick().await;
-        let ended = ctx.core.borrow().streams_ended();
-        if ended - ended_then >= TRIM_AFTER_ENDS {
-            ended_then = ended;
+        let now = churn(&ctx.core.borrow());
+        let (since_trim, since_tick) = (now - at_trim, now - at_tick);
+        at_tick = now;
+        ticks += 1;
+        let settled = since_tick < TRIM_QUIET || ticks >= TRIM_AT_MOST_EVERY_TICKS;
+        if since_trim >= TRIM_AFTER_STREAMS && settled {
+            at_trim = now;
+            ticks = 0;
             let started = std::time::Instant::now();
             runtime::release_free_memory();
             tracing::debug!(took = ?started.elapsed(), "gave free memory back to the OS");

@@ -640,7 +640,7 @@ impl Core {
         ClientInfo {
             id: client.id_str().to_owned(),
             subscriptions: self.pubsub.names(&client.subs),
-            remote_ip: client.ip,
+            remote_ip: client.ip(),
             connected_at: self.started_at + Duration::from_millis(client.connected_ms),
             auth: client.auth().cloned(),
             store: client
@@ -903,7 +903,7 @@ fn realtime_client<'r>(
     ip: IpAddr,
 ) -> Result<&'r mut Client, CoreError> {
     let client = registry.live(id, key)?;
-    if client.ip != ip.to_canonical() {
+    if client.ip() != ip.to_canonical() {
         return Err(CoreError::ForeignAddress);
     }
     Ok(client)

@@ -49,6 +49,7 @@ pub struct Outbox {
     line: VecDeque<u32>,
     /// The flush task, parked while the line is empty.
     flusher: Option<Waker>,
+    /// At most `u32::MAX`: a client's queued bytes are counted in a u32.
     max_queue: usize,
     /// The current fan-out, stamped on what it queues.
     batch: u32,
@@ -62,7 +63,7 @@ impl Outbox {
             deliveries: Deliveries::default(),
             line: VecDeque::new(),
             flusher: None,
-            max_queue,
+            max_queue: max_queue.min(u32::MAX as usize),
             batch: 0,
             clock: FanoutClock::default(),
         }
@@ -133,7 +134,7 @@ impl Outbox {
             return Ok(());
         }
         let len = frame.wire_len(client.mode);
-        if client.queued_bytes + len > self.max_queue {
+        if client.queued_bytes as usize + len > self.max_queue {
             return Err(self.too_much(len, stats));
         }
         self.deliveries
@@ -141,7 +142,8 @@ impl Outbox {
         if batch != UNTIMED {
             self.clock.queued();
         }
-        client.queued_bytes += len;
+        // Fits: at most max_queue, which fits u32.
+        client.queued_bytes += len as u32;
         stats.queued_bytes += len as u64;
         if !client.dirty && !client.blocked {
             client.dirty = true;
@@ -204,20 +206,21 @@ impl Outbox {
         now: u64,
         stats: &mut Counters,
     ) {
-        let mut n = written + client.sent;
+        let mut n = written + client.sent as usize;
         client.sent = 0;
         stats.bytes_written += written as u64;
         while let Some(frame) = self.deliveries.front(&client.queue) {
             let len = frame.wire_len(client.mode);
             if n < len {
-                client.sent = n;
+                // Fits: less than one queued frame.
+                client.sent = n as u32;
                 break;
             }
             n -= len;
             if let Some((_, batch)) = self.deliveries.pop(&mut client.queue) {
                 self.clock.left(batch);
             }
-            client.queued_bytes -= len;
+            client.queued_bytes -= len as u32;
             stats.queued_bytes -= len as u64;
             stats.frames_written += 1;
             client.last_write_ms = now;

@@ -72,10 +72,11 @@ impl Registry {
 
     pub fn remove(&mut self, key: usize) -> Client {
         let client = self.clients.remove(key);
-        if let Some(n) = self.per_ip.get_mut(&client.ip) {
+        let ip = client.ip();
+        if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                self.per_ip.remove(&client.ip);
+                self.per_ip.remove(&ip);
             }
         }
         client

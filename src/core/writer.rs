@@ -71,7 +71,7 @@ impl Writer {
         }
         let (total, result) = {
             let mut iov = self.iov.gather();
-            let (mut total, mut skip) = (0, client.sent);
+            let (mut total, mut skip) = (0, client.sent as usize);
             for frame in outbox.frames(client).take(MAX_FRAMES_PER_WRITE) {
                 for piece in [
                     frame.head(client.mode),
@@ -127,7 +127,7 @@ impl Writer {
         // The slow path only: a write that outlives this call needs its own
         // copy of the id (the fast path points into the client record).
         let id = Bytes::copy_from_slice(&client.id);
-        let mut skip = client.sent;
+        let mut skip = client.sent as usize;
         for frame in outbox.frames(client).take(MAX_FRAMES_PER_WRITE) {
             for piece in [
                 frame.head_bytes(client.mode),
