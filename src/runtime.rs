@@ -117,7 +117,7 @@ impl Future for Readable {
 }
 
 /// The outcome of an op that holds nothing: a readiness poll (whose result
-/// is the ready event mask) or a close.
+/// is the ready event mask), a close or a no-op.
 pub struct Done;
 
 impl OneshotOutputTransform for Done {
@@ -251,19 +251,9 @@ pub fn spawn<F: Future + 'static>(task: F) {
 /// the ring is already complete when the loop parks, and the park returns
 /// without sleeping.
 pub async fn park_once() {
-    let nop = io_uring::opcode::Nop::new().build();
+    let nop = opcode::Nop::new().build();
     // A no-op cannot fail; its result says nothing.
-    UnsubmittedOneshot::new((), NopDone, nop).submit().await;
-}
-
-/// The no-op's completion, which carries nothing.
-pub struct NopDone;
-
-impl OneshotOutputTransform for NopDone {
-    type Output = ();
-    type StoredData = ();
-
-    fn transform_oneshot_output(self, _: (), _: io_uring::cqueue::Entry) {}
+    let _ = UnsubmittedOneshot::new((), Done, nop).submit().await;
 }
 
 /// A non-owning handle on a connected socket: the two things a core does to
