@@ -598,7 +598,8 @@ impl Ctx<'_> {
             md,
             "`throughput` mode, {subs} subscribers on one topic, 16 publishes in flight at most. **Fixed**: \
              the same {} messages/s for every server ({} deliveries/s); a server whose max of the round \
-             is below that is not run (\"cannot sustain\"). **25 / 50 / 75 %**: each server at that \
+             is below half of that is not run (\"cannot sustain\"), one between half and all of it \
+             runs and falls behind (its \"deliveries per second while publishing\" says by how much). **25 / 50 / 75 %**: each server at that \
              share of its own max. End-to-end latency = receive time in the load tool − the publisher's \
              timestamp, over every delivery. **Server publish → last write** is ringcast's own histogram \
              `ringcast_node_publish_last_write_seconds` (scraped from `/metrics` before and after the \

@@ -6,9 +6,10 @@
 //!   one server process holds N client streams + the load tool's control and publish connections
 //!   while they connect + its own ~20–40 descriptors, all under 20,000. [`LARGEST`] = 19,900 with
 //!   [`LARGEST_CONTROL_CONNS`] pooled control connections per load-tool worker leaves ≥ 60
-//!   descriptors of headroom for every server. The load tool itself is not the limit any more: past
-//!   its own 20,000 it spreads the clients over shard processes (`ringcast-loadgen --processes`), and
-//!   the quick run forces 2 of them at its small largest point so CI exercises that path;
+//!   descriptors of headroom for every server (measured: ringcast 19,937, PocketBase 19,936, baseline
+//!   19,928, floor 19,923 open after connecting). The load tool itself is not the limit any more: it
+//!   spreads the clients over shard processes (`ringcast-loadgen --processes`); the largest point
+//!   uses 2 of them, in the quick run too, so CI exercises that path;
 //! * the servers get 2 workers (ringcast, baseline) on the same 2 cores as the load tool, so every
 //!   CPU figure is taken while the load tool competes for the cores;
 //! * the one-message fan-outs are the `idle` runs' final check (after the hold, one message goes to
@@ -75,7 +76,7 @@ pub enum Kind {
         percent: u32,
     },
     /// `throughput` at a fixed `rate` messages/s, the same for every server; skipped for a server
-    /// whose maximum of the round is below it. (An integer: serde_json's `arbitrary_precision`,
+    /// whose maximum of the round is below half of it (see `runs::rate_for`). (An integer: serde_json's `arbitrary_precision`,
     /// enabled by the workspace, cannot read a float back inside an internally tagged enum.)
     FixedRate { n: u64, duration_s: u64, rate: u64 },
 }
@@ -253,7 +254,9 @@ pub const FIXED: &str = "latency-100k";
 /// Every scenario at `size`, in running order (the throughput shares and the fixed rate right after
 /// `throughput-max`, whose result they need).
 pub fn all(size: Size) -> Vec<Scenario> {
-    // (idle sizes, hold, fan-out sizes, messages, throughput subscribers, duration, forced shards)
+    // (idle sizes, hold, fan-out sizes, messages, throughput subscribers, duration, load-tool
+    // processes at the largest point). 19,900 clients would just fit one load-tool process
+    // (19,996 of 20,000 fds); 2 shards leave it headroom, and the quick run's 2 exercise the path.
     let (idle, hold, fan, messages, tput, dur, processes) = match size {
         Size::Full => (
             [1_000, 10_000, LARGEST],
@@ -262,7 +265,7 @@ pub fn all(size: Size) -> Vec<Scenario> {
             100,
             1_000,
             10,
-            0,
+            2,
         ),
         Size::Quick => ([200, 1_000, 2_000], 1, [200, 1_000, 2_000], 20, 500, 1, 2),
     };
@@ -406,6 +409,8 @@ mod tests {
         let quick = all(Size::Quick);
         let largest = quick.iter().find(|s| s.name == "idle-largest").unwrap();
         assert_eq!(largest.extra.processes, 2, "quick runs exercise the shards");
+        let full_largest = full.iter().find(|s| s.name == "fanout-largest").unwrap();
+        assert_eq!(full_largest.extra.processes, 2);
         let args = largest.loadgen_args(ServerKind::Ringcast, 1, 2, 0.0);
         for flag in ["--processes", "--control-conns", "--metrics-path"] {
             assert!(args.iter().any(|a| a == flag), "{flag}");
