@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::runs::Loaded;
+use crate::scenarios::{FANOUT, FIXED, IDLE, SHARES};
 use crate::servers::ServerKind;
 use crate::stats::{self, Better, Summary};
 
@@ -136,6 +137,50 @@ fn lat_max(v: &Value) -> Option<f64> {
     lat(v, "max")
 }
 
+fn sustained(v: &Value) -> Option<f64> {
+    complete(v)
+        .then(|| f(v, "/delivery/sustained_deliveries_per_s"))
+        .flatten()
+}
+/// The server's own publish → last write histogram (ringcast), bucket upper bounds in ms.
+fn srv(v: &Value, p: &str) -> Option<f64> {
+    complete(v)
+        .then(|| f(v, &format!("/delivery/server_histogram/{p}")).map(|s| s * 1e3))
+        .flatten()
+}
+fn srv_p50(v: &Value) -> Option<f64> {
+    srv(v, "p50_le_s")
+}
+fn srv_p99(v: &Value) -> Option<f64> {
+    srv(v, "p99_le_s")
+}
+fn srv_p99_gt(v: &Value) -> Option<f64> {
+    srv(v, "p99_gt_s")
+}
+/// Kernel slab growth over the idle hold per client–server pair (both ends are in this kernel).
+fn kernel_slab(v: &Value) -> Option<f64> {
+    connected_all(v)
+        .then(|| f(v, "/kernel/slab_bytes_per_conn"))
+        .flatten()
+}
+fn kernel_unreclaim(v: &Value) -> Option<f64> {
+    connected_all(v)
+        .then(|| f(v, "/kernel/sunreclaim_bytes_per_conn"))
+        .flatten()
+}
+fn kernel_tcp_mem(v: &Value) -> Option<f64> {
+    connected_all(v)
+        .then(|| f(v, "/kernel/tcp_mem_bytes_per_conn"))
+        .flatten()
+}
+/// The server's RSS before any client connected (its base for the projection).
+fn rss_base(v: &Value) -> Option<f64> {
+    f(v, "/hold/server/rss_before_kb").map(|kb| kb * 1024.0)
+}
+fn tool_processes(v: &Value) -> Option<f64> {
+    f(v, "/tool/processes")
+}
+
 macro_rules! m {
     ($id:expr, $sc:expr, $label:expr, $unit:ident, $better:ident, $get:expr) => {
         Metric {
@@ -152,7 +197,7 @@ macro_rules! m {
 /// Every figure, grouped by scenario in report order.
 pub fn metrics() -> Vec<Metric> {
     let mut v = Vec::new();
-    for sc in ["idle-1k", "idle-10k", "idle-19k"] {
+    for sc in IDLE {
         v.push(m!(
             "rss",
             sc,
@@ -233,8 +278,48 @@ pub fn metrics() -> Vec<Metric> {
             Lower,
             lat_p99
         ));
+        v.push(m!(
+            "kernel_slab",
+            sc,
+            "kernel slab per connection (client + server end)",
+            Bytes,
+            Lower,
+            kernel_slab
+        ));
+        v.push(m!(
+            "kernel_unreclaim",
+            sc,
+            "… of which unreclaimable",
+            Bytes,
+            Lower,
+            kernel_unreclaim
+        ));
+        v.push(m!(
+            "kernel_tcp_mem",
+            sc,
+            "TCP socket buffers per connection (both ends)",
+            Bytes,
+            Lower,
+            kernel_tcp_mem
+        ));
+        v.push(m!(
+            "rss_base",
+            sc,
+            "server RSS before connecting",
+            Bytes,
+            Lower,
+            rss_base
+        ));
+        v.push(m!(
+            "tool_processes",
+            sc,
+            "load-tool processes holding the clients",
+            Count,
+            Lower,
+            tool_processes
+        ));
     }
-    for sc in ["fanout-1k", "fanout-10k"] {
+    for sc in FANOUT {
         cores(&mut v, sc);
         v.push(m!(
             "ttl",
@@ -309,29 +394,62 @@ pub fn metrics() -> Vec<Metric> {
     ));
     v.push(m!("lat_p50", sc, "latency p50", Millis, Lower, lat_p50));
     v.push(m!("lat_p99", sc, "latency p99", Millis, Lower, lat_p99));
-    let sc = "throughput-half";
-    cores(&mut v, sc);
-    v.push(m!(
-        "publish_rate",
-        sc,
-        "messages published per second",
-        PerSecond,
-        Higher,
-        publish_rate
-    ));
-    v.push(m!(
-        "cpu_per_delivery",
-        sc,
-        "server CPU per delivery",
-        Micros,
-        Lower,
-        cpu_us_per_delivery
-    ));
-    v.push(m!("lat_p50", sc, "latency p50", Millis, Lower, lat_p50));
-    v.push(m!("lat_p90", sc, "latency p90", Millis, Lower, lat_p90));
-    v.push(m!("lat_p99", sc, "latency p99", Millis, Lower, lat_p99));
-    v.push(m!("lat_p999", sc, "latency p99.9", Millis, Lower, lat_p999));
-    v.push(m!("lat_max", sc, "latency max", Millis, Lower, lat_max));
+    for sc in SHARES.iter().map(|(s, _)| *s).chain([FIXED]) {
+        cores(&mut v, sc);
+        v.push(m!(
+            "publish_rate",
+            sc,
+            "messages published per second",
+            PerSecond,
+            Higher,
+            publish_rate
+        ));
+        v.push(m!(
+            "sustained",
+            sc,
+            "deliveries per second while publishing",
+            PerSecond,
+            Higher,
+            sustained
+        ));
+        v.push(m!(
+            "cpu_per_delivery",
+            sc,
+            "server CPU per delivery",
+            Micros,
+            Lower,
+            cpu_us_per_delivery
+        ));
+        v.push(m!("lat_p50", sc, "latency p50", Millis, Lower, lat_p50));
+        v.push(m!("lat_p90", sc, "latency p90", Millis, Lower, lat_p90));
+        v.push(m!("lat_p99", sc, "latency p99", Millis, Lower, lat_p99));
+        v.push(m!("lat_p999", sc, "latency p99.9", Millis, Lower, lat_p999));
+        v.push(m!("lat_max", sc, "latency max", Millis, Lower, lat_max));
+        v.push(m!(
+            "srv_p50",
+            sc,
+            "server publish → last write p50 (≤ bucket)",
+            Millis,
+            Lower,
+            srv_p50
+        ));
+        v.push(m!(
+            "srv_p99",
+            sc,
+            "server publish → last write p99 (≤ bucket)",
+            Millis,
+            Lower,
+            srv_p99
+        ));
+        v.push(m!(
+            "srv_p99_gt",
+            sc,
+            "server publish → last write p99 (> bucket's lower edge)",
+            Millis,
+            Lower,
+            srv_p99_gt
+        ));
+    }
     v
 }
 

@@ -6,11 +6,13 @@
 //! Layout: `scenarios` (what is measured, sized for this machine) → `servers` (start/stop, ports)
 //! → `runs` (rounds × scenarios × servers, raw JSON and manifest) → `figures` (values read from the
 //! JSON) → `stats` (medians, per-round ratios) → `targets` (the targets) → `report` and
-//! `charts` (markdown and SVG); `machine` describes the machine.
+//! `charts` (markdown and SVG), `projection` (the 1M-connection estimate); `machine` describes the
+//! machine.
 
 mod charts;
 mod figures;
 mod machine;
+mod projection;
 mod report;
 mod runs;
 mod scenarios;
@@ -42,7 +44,8 @@ struct Cli {
     quick: bool,
 
     /// Run only these scenarios (prefix match, repeatable or comma separated): idle-1k, idle-10k,
-    /// idle-19k, fanout-1k, fanout-10k, throughput-max, throughput-half; e.g. `--only idle`.
+    /// idle-largest, fanout-1k, fanout-10k, fanout-largest, throughput-max, throughput-25,
+    /// throughput-50, throughput-75, latency-100k; e.g. `--only idle`.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::machine::Machine;
-use crate::scenarios::{Kind, Scenario, Size};
+use crate::scenarios::{Kind, Scenario, Size, thousands};
 use crate::servers::{Ports, Programs, Server, ServerKind};
 
 /// Everything about one benchmark run: written as `bench/raw/runs.json`.
@@ -99,7 +99,7 @@ pub fn run_all(
                     sc.name,
                     server.name()
                 );
-                let rate = half_rate(&records, plan.raw_dir, round, sc, server);
+                let rate = rate_for(&records, plan.raw_dir, round, sc, server);
                 let rec = run_one(plan, &mut ports, &logs, round, sc, server, rate);
                 for p in &rec.problems {
                     eprintln!("    ! {p}");
@@ -112,29 +112,55 @@ pub fn run_all(
     Ok(records)
 }
 
-/// For `throughput-half`: half of the message rate the same server sustained in this round's
-/// `throughput-max` run (its deliveries/s over its subscriber count).
-fn half_rate(
+/// The message rate of a scenario that depends on this round's `throughput-max` run of the same
+/// server: a share of its max message rate (its deliveries/s over its subscribers), or the fixed
+/// rate unless the server's max was below half of it. `Err` = skip the run, with the reason.
+fn rate_for(
     records: &[RunRecord],
     raw_dir: &Path,
     round: u32,
     sc: &Scenario,
     server: ServerKind,
-) -> Option<f64> {
-    if !matches!(sc.kind, Kind::ThroughputHalf { .. }) {
-        return Some(0.0);
+) -> Result<f64, String> {
+    let max = || -> Option<f64> {
+        let max = records.iter().find(|r| {
+            r.round == round && r.scenario == "throughput-max" && r.server == server && r.ok
+        })?;
+        let json = load_json(raw_dir, max.file.as_deref()?)?;
+        json.pointer("/delivery/deliveries_per_s")?.as_f64()
+    };
+    match sc.kind {
+        Kind::ThroughputShare { n, percent, .. } => {
+            // Each message goes to every one of the n subscribers (one topic).
+            let rate = max()
+                .map(|per_s| f64::from(percent) / 100.0 * per_s / n as f64)
+                .ok_or("skipped: no clean throughput-max run of this server in this round")?;
+            if rate >= 1.0 {
+                Ok(rate)
+            } else {
+                Err(format!(
+                    "skipped: {percent} % of its max is under 1 message/s"
+                ))
+            }
+        }
+        // A server far below the rate (PocketBase: a third of it) would only queue for the whole
+        // run; one closer to it runs, and its row shows what falling behind does to latency.
+        Kind::FixedRate { n, rate, .. } => match max() {
+            Some(per_s) if per_s < 0.5 * (rate * n) as f64 => Err(format!(
+                "{SKIP_CANNOT_SUSTAIN} {} deliveries/s (its max this round: {}/s)",
+                thousands(rate * n),
+                thousands(per_s as u64)
+            )),
+            // Without a max to go by, run it: the run's time limit bounds a server that falls behind.
+            _ => Ok(rate as f64),
+        },
+        _ => Ok(0.0),
     }
-    let max = records.iter().find(|r| {
-        r.round == round && r.scenario == "throughput-max" && r.server == server && r.ok
-    })?;
-    let json = load_json(raw_dir, max.file.as_deref()?)?;
-    let per_s = json.pointer("/delivery/deliveries_per_s")?.as_f64()?;
-    let n = json.pointer("/config/connections")?.as_f64()?;
-    let topics = json.pointer("/config/topics")?.as_f64().unwrap_or(1.0);
-    // Each message goes to n / topics subscribers.
-    let rate = 0.5 * per_s / (n / topics);
-    (rate >= 1.0).then_some(rate)
 }
+
+/// How a fixed-rate run skipped for a server too slow for it starts its problem line (the report
+/// shows those cells as "cannot sustain").
+pub const SKIP_CANNOT_SUSTAIN: &str = "skipped: cannot sustain";
 
 fn run_one(
     plan: &Plan,
@@ -143,7 +169,7 @@ fn run_one(
     round: u32,
     sc: &Scenario,
     server: ServerKind,
-    rate: Option<f64>,
+    rate: Result<f64, String>,
 ) -> RunRecord {
     let stem = format!("r{round}-{}-{}", sc.name, server.name());
     let mut rec = RunRecord {
@@ -158,10 +184,12 @@ fn run_one(
         ok: false,
         problems: Vec::new(),
     };
-    let Some(rate) = rate else {
-        rec.problems
-            .push("skipped: no clean throughput-max run of this server in this round".into());
-        return rec;
+    let rate = match rate {
+        Ok(r) => r,
+        Err(why) => {
+            rec.problems.push(why);
+            return rec;
+        }
     };
     let t0 = Instant::now();
     let mut srv = match Server::start(

@@ -2,8 +2,14 @@
 //! each.
 //!
 //! Sizing (2 cores, 20,000 fds per process, `somaxconn` 4096):
-//! * the load tool holds N client sockets + 64 pooled control connections + its publish connections
-//!   + ~64 others in one process, so the largest idle point is 19,000 connections (≈ 19,150 fds);
+//! * the largest point (`idle-largest`, `fanout-largest`) is bounded by the *server's* descriptors:
+//!   one server process holds N client streams + the load tool's control and publish connections
+//!   while they connect + its own ~20–40 descriptors, all under 20,000. [`LARGEST`] = 19,900 with
+//!   [`LARGEST_CONTROL_CONNS`] pooled control connections per load-tool worker leaves ≥ 60
+//!   descriptors of headroom for every server (measured: ringcast 19,937, PocketBase 19,936, baseline
+//!   19,928, floor 19,923 open after connecting). The load tool itself is not the limit any more: it
+//!   spreads the clients over shard processes (`ringcast-loadgen --processes`); the largest point
+//!   uses 2 of them, in the quick run too, so CI exercises that path;
 //! * the servers get 2 workers (ringcast, baseline) on the same 2 cores as the load tool, so every
 //!   CPU figure is taken while the load tool competes for the cores;
 //! * the one-message fan-outs are the `idle` runs' final check (after the hold, one message goes to
@@ -36,7 +42,18 @@ pub struct Scenario {
     pub connect_timeout_s: u64,
     /// How long the load tool may wait for outstanding deliveries.
     pub delivery_timeout_s: u64,
+    #[serde(default)]
+    pub extra: Extra,
 }
+
+/// The largest client count, for the server's 20,000 descriptors (see the module docs).
+pub const LARGEST: u64 = 19_900;
+/// Pooled control connections per load-tool worker at the largest point (default 64): they are
+/// connections to the server too while the clients subscribe.
+pub const LARGEST_CONTROL_CONNS: u64 = 16;
+/// The fixed-rate latency point: deliveries per second (100 messages/s to 1,000 subscribers; the
+/// quick run keeps the deliveries with fewer subscribers).
+pub const FIXED_DELIVERIES: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
@@ -51,8 +68,28 @@ pub enum Kind {
     },
     /// `throughput --rate 0`: as fast as 16 publishes in flight allow, for `duration_s`.
     ThroughputMax { n: u64, duration_s: u64 },
-    /// `throughput` at half of the same server's maximum, measured just before in the same round.
-    ThroughputHalf { n: u64, duration_s: u64 },
+    /// `throughput` at `percent` % of the same server's maximum, measured just before in the same
+    /// round.
+    ThroughputShare {
+        n: u64,
+        duration_s: u64,
+        percent: u32,
+    },
+    /// `throughput` at a fixed `rate` messages/s, the same for every server; skipped for a server
+    /// whose maximum of the round is below half of it (see `runs::rate_for`). (An integer: serde_json's `arbitrary_precision`,
+    /// enabled by the workspace, cannot read a float back inside an internally tagged enum.)
+    FixedRate { n: u64, duration_s: u64, rate: u64 },
+}
+
+/// Load-tool options beyond the mode's own.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Extra {
+    /// `--processes K` (0: the load tool's choice).
+    #[serde(default)]
+    pub processes: u32,
+    /// `--control-conns C` (0: the load tool's default).
+    #[serde(default)]
+    pub control_conns: u64,
 }
 
 impl Scenario {
@@ -61,7 +98,8 @@ impl Scenario {
             Kind::Idle { n, .. }
             | Kind::Fanout { n, .. }
             | Kind::ThroughputMax { n, .. }
-            | Kind::ThroughputHalf { n, .. } => n,
+            | Kind::ThroughputShare { n, .. }
+            | Kind::FixedRate { n, .. } => n,
         }
     }
 
@@ -83,9 +121,22 @@ impl Scenario {
                 "max throughput, {} subscribers, {duration_s} s",
                 thousands(n)
             ),
-            Kind::ThroughputHalf { n, duration_s } => format!(
-                "50 % of max throughput, {} subscribers, {duration_s} s",
+            Kind::ThroughputShare {
+                n,
+                duration_s,
+                percent,
+            } => format!(
+                "{percent} % of max throughput, {} subscribers, {duration_s} s",
                 thousands(n)
+            ),
+            Kind::FixedRate {
+                n,
+                duration_s,
+                rate,
+            } => format!(
+                "fixed {rate} messages/s to {} subscribers ({} deliveries/s), {duration_s} s",
+                thousands(n),
+                thousands(rate * n)
             ),
         }
     }
@@ -96,14 +147,14 @@ impl Scenario {
         let body = match self.kind {
             Kind::Idle { hold_s, .. } => hold_s,
             Kind::Fanout { .. } => 0,
-            Kind::ThroughputMax { duration_s, .. } | Kind::ThroughputHalf { duration_s, .. } => {
-                duration_s
-            }
+            Kind::ThroughputMax { duration_s, .. }
+            | Kind::ThroughputShare { duration_s, .. }
+            | Kind::FixedRate { duration_s, .. } => duration_s,
         };
         Duration::from_secs(self.connect_timeout_s + body + self.delivery_timeout_s + 30)
     }
 
-    /// The load tool's arguments against `server` (`rate` = messages/s for `ThroughputHalf`).
+    /// The load tool's arguments against `server` (`rate` = messages/s for `ThroughputShare`).
     pub fn loadgen_args(&self, server: ServerKind, port: u16, pid: u32, rate: f64) -> Vec<String> {
         let mut a: Vec<String> = vec![
             "--target".into(),
@@ -117,6 +168,18 @@ impl Scenario {
             "--timeout".into(),
             format!("{}s", self.delivery_timeout_s),
         ];
+        if let Some(path) = server.metrics_path() {
+            a.extend(["--metrics-path".into(), path.into()]);
+        }
+        if self.extra.processes > 0 {
+            a.extend(["--processes".into(), self.extra.processes.to_string()]);
+        }
+        if self.extra.control_conns > 0 {
+            a.extend([
+                "--control-conns".into(),
+                self.extra.control_conns.to_string(),
+            ]);
+        }
         let mode: Vec<String> = match self.kind {
             Kind::Idle { n, hold_s } => vec![
                 "idle".into(),
@@ -147,12 +210,25 @@ impl Scenario {
                 "--duration".into(),
                 format!("{duration_s}s"),
             ],
-            Kind::ThroughputHalf { n, duration_s } => vec![
+            Kind::ThroughputShare { n, duration_s, .. } => vec![
                 "throughput".into(),
                 "-n".into(),
                 n.to_string(),
                 "--rate".into(),
                 format!("{rate:.0}"),
+                "--duration".into(),
+                format!("{duration_s}s"),
+            ],
+            Kind::FixedRate {
+                n,
+                duration_s,
+                rate,
+            } => vec![
+                "throughput".into(),
+                "-n".into(),
+                n.to_string(),
+                "--rate".into(),
+                rate.to_string(),
                 "--duration".into(),
                 format!("{duration_s}s"),
             ],
@@ -162,25 +238,60 @@ impl Scenario {
     }
 }
 
-/// Every scenario at `size`, in running order (`throughput-half` right after `throughput-max`,
-/// whose result it needs).
+/// The idle points, smallest first (the last is the largest the server's fd limit allows).
+pub const IDLE: [&str; 3] = ["idle-1k", "idle-10k", "idle-largest"];
+/// The 100-message fan-out points.
+pub const FANOUT: [&str; 3] = ["fanout-1k", "fanout-10k", "fanout-largest"];
+/// The sustained-load latency points at a share of each server's own max.
+pub const SHARES: [(&str, u32); 3] = [
+    ("throughput-25", 25),
+    ("throughput-50", 50),
+    ("throughput-75", 75),
+];
+/// The fixed-rate latency point.
+pub const FIXED: &str = "latency-100k";
+
+/// Every scenario at `size`, in running order (the throughput shares and the fixed rate right after
+/// `throughput-max`, whose result they need).
 pub fn all(size: Size) -> Vec<Scenario> {
-    let (idle, hold, fan, messages, tput, dur) = match size {
-        Size::Full => ([1_000, 10_000, 19_000], 5, [1_000, 10_000], 100, 1_000, 10),
-        Size::Quick => ([200, 1_000, 2_000], 1, [200, 2_000], 20, 500, 2),
+    // (idle sizes, hold, fan-out sizes, messages, throughput subscribers, duration, load-tool
+    // processes at the largest point). 19,900 clients would just fit one load-tool process
+    // (19,996 of 20,000 fds); 2 shards leave it headroom, and the quick run's 2 exercise the path.
+    let (idle, hold, fan, messages, tput, dur, processes) = match size {
+        Size::Full => (
+            [1_000, 10_000, LARGEST],
+            5,
+            [1_000, 10_000, LARGEST],
+            100,
+            1_000,
+            10,
+            2,
+        ),
+        Size::Quick => ([200, 1_000, 2_000], 1, [200, 1_000, 2_000], 20, 500, 1, 2),
     };
-    let names = ["idle-1k", "idle-10k", "idle-19k"];
+    let largest = |i: usize| {
+        if i == 2 {
+            Extra {
+                processes,
+                control_conns: LARGEST_CONTROL_CONNS,
+            }
+        } else {
+            Extra::default()
+        }
+    };
+    // PocketBase needs ~1 ms of CPU per connect; 19k of them on 2 shared cores is minutes.
+    let connect_timeout = |n: u64| if n > 5_000 { 240 } else { 60 };
     let mut v = Vec::new();
-    for (name, n) in names.into_iter().zip(idle) {
+    for (i, (name, n)) in IDLE.into_iter().zip(idle).enumerate() {
         v.push(Scenario {
             name: name.into(),
             kind: Kind::Idle { n, hold_s: hold },
-            // PocketBase needs ~1 ms of CPU per connect; 19k of them on 2 shared cores is minutes.
-            connect_timeout_s: if n > 5_000 { 240 } else { 60 },
+            connect_timeout_s: connect_timeout(n),
             delivery_timeout_s: 60,
+            extra: largest(i),
         });
     }
-    for (name, n) in ["fanout-1k", "fanout-10k"].into_iter().zip(fan) {
+    for (i, (name, n)) in FANOUT.into_iter().zip(fan).enumerate() {
         v.push(Scenario {
             name: name.into(),
             kind: Kind::Fanout {
@@ -188,8 +299,10 @@ pub fn all(size: Size) -> Vec<Scenario> {
                 messages,
                 in_flight: 4,
             },
-            connect_timeout_s: if n > 5_000 { 240 } else { 60 },
-            delivery_timeout_s: 120,
+            connect_timeout_s: connect_timeout(n),
+            // PocketBase: ~35 s for 100 messages to 10,000; twice that at the largest point.
+            delivery_timeout_s: if n > 10_000 { 180 } else { 120 },
+            extra: largest(i),
         });
     }
     v.push(Scenario {
@@ -200,27 +313,50 @@ pub fn all(size: Size) -> Vec<Scenario> {
         },
         connect_timeout_s: 60,
         delivery_timeout_s: 60,
+        extra: Extra::default(),
     });
+    for (name, percent) in SHARES {
+        v.push(Scenario {
+            name: name.into(),
+            kind: Kind::ThroughputShare {
+                n: tput,
+                duration_s: dur,
+                percent,
+            },
+            connect_timeout_s: 60,
+            delivery_timeout_s: 60,
+            extra: Extra::default(),
+        });
+    }
     v.push(Scenario {
-        name: "throughput-half".into(),
-        kind: Kind::ThroughputHalf {
+        name: FIXED.into(),
+        kind: Kind::FixedRate {
             n: tput,
             duration_s: dur,
+            rate: FIXED_DELIVERIES / tput,
         },
         connect_timeout_s: 60,
         delivery_timeout_s: 60,
+        extra: Extra::default(),
     });
     v
 }
 
 /// The scenarios selected by `--only` (prefix match, so `idle` selects all three idle points);
-/// `throughput-half` pulls in `throughput-max`, which sets its rate.
+/// a throughput share or the fixed rate pulls in `throughput-max`, which sets their rate (or,
+/// for the fixed rate, says whether the server can sustain it).
 pub fn select(all: Vec<Scenario>, only: &[String]) -> Vec<Scenario> {
     if only.is_empty() {
         return all;
     }
     let wanted = |name: &str| only.iter().any(|o| name.starts_with(o.as_str()));
-    let need_max = wanted("throughput-half");
+    let need_max = all.iter().any(|s| {
+        wanted(&s.name)
+            && matches!(
+                s.kind,
+                Kind::ThroughputShare { .. } | Kind::FixedRate { .. }
+            )
+    });
     all.into_iter()
         .filter(|s| wanted(&s.name) || (need_max && s.name == "throughput-max"))
         .collect()
@@ -254,19 +390,37 @@ mod tests {
     fn only_selects_by_prefix_and_pulls_in_the_max_run() {
         let s = select(all(Size::Quick), &["idle".into()]);
         assert_eq!(s.len(), 3);
-        let s = select(all(Size::Quick), &["throughput-half".into()]);
+        let s = select(all(Size::Quick), &["throughput-50".into()]);
         let names: Vec<_> = s.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["throughput-max", "throughput-half"]);
+        assert_eq!(names, ["throughput-max", "throughput-50"]);
+        let s = select(all(Size::Quick), &["latency".into()]);
+        let names: Vec<_> = s.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["throughput-max", "latency-100k"]);
     }
 
     #[test]
-    fn largest_idle_point_fits_the_fd_limit() {
-        // N + 64 control connections + 16 publishers + 64 others < 20,000 (loadgen's own check)
-        let n = all(Size::Full)
-            .iter()
-            .map(Scenario::connections)
-            .max()
-            .unwrap();
-        assert!(n + 64 + 16 + 64 < 20_000);
+    fn largest_point_fits_the_servers_fd_limit() {
+        // N + control connections of 2 load-tool shards + 4 publishes in flight + the server's own
+        // (PocketBase has the most, ~40) < 20,000.
+        let full = all(Size::Full);
+        let n = full.iter().map(Scenario::connections).max().unwrap();
+        assert_eq!(n, LARGEST);
+        assert!(n + 2 * LARGEST_CONTROL_CONNS + 4 + 40 < 20_000);
+        let quick = all(Size::Quick);
+        let largest = quick.iter().find(|s| s.name == "idle-largest").unwrap();
+        assert_eq!(largest.extra.processes, 2, "quick runs exercise the shards");
+        let full_largest = full.iter().find(|s| s.name == "fanout-largest").unwrap();
+        assert_eq!(full_largest.extra.processes, 2);
+        let args = largest.loadgen_args(ServerKind::Ringcast, 1, 2, 0.0);
+        for flag in ["--processes", "--control-conns", "--metrics-path"] {
+            assert!(args.iter().any(|a| a == flag), "{flag}");
+        }
+    }
+
+    #[test]
+    fn fixed_rate_is_100k_deliveries_per_second() {
+        let s = all(Size::Full);
+        let f = s.iter().find(|s| s.name == FIXED).unwrap();
+        assert!(matches!(f.kind, Kind::FixedRate { n, rate, .. } if n * rate == 100_000));
     }
 }

@@ -67,6 +67,15 @@ impl ServerKind {
         }
     }
 
+    /// The server's Prometheus endpoint with a publish-side latency histogram, if it has one:
+    /// ringcast's `ringcast_node_publish_last_write_seconds` (publish → last write, per core).
+    pub fn metrics_path(self) -> Option<&'static str> {
+        match self {
+            ServerKind::Ringcast => Some("/metrics"),
+            _ => None,
+        }
+    }
+
     /// PocketBase bootstraps its data directory (migrations) before listening; the Rust servers
     /// listen within milliseconds.
     fn start_timeout(self) -> Duration {

@@ -226,13 +226,30 @@ pub fn evaluate(t: &Table, largest_idle: &str, scenarios: &[Scenario]) -> Vec<Ta
     v.push(Target {
         what: "p99 publish → receive at 50 % of ringcast's max sustained rate".into(),
         source: format!(
-            "`throughput-half` ({} subscribers): latency p99",
-            n("throughput-half")
+            "`throughput-50` ({} subscribers): latency p99",
+            n("throughput-50")
         ),
         threshold: 5.0,
         bound: Bound::Below,
         unit: " ms",
-        rounds: t.rounds_of("throughput-half", "lat_p99", rc),
+        rounds: t.rounds_of("throughput-50", "lat_p99", rc),
+    });
+    let fixed = scenarios.iter().find_map(|s| match s.kind {
+        Kind::FixedRate { n, rate, .. } => Some((n, rate)),
+        _ => None,
+    });
+    let (fixed_n, fixed_rate) = fixed.unwrap_or((1_000, 100));
+    v.push(Target {
+        what: format!(
+            "p99 publish → receive at a fixed {} deliveries/s ({fixed_rate} msgs/s × {} subscribers)",
+            thousands(fixed_rate * fixed_n),
+            thousands(fixed_n)
+        ),
+        source: format!("`{}`: latency p99", crate::scenarios::FIXED),
+        threshold: 5.0,
+        bound: Bound::Below,
+        unit: " ms",
+        rounds: t.rounds_of(crate::scenarios::FIXED, "lat_p99", rc),
     });
     v
 }

@@ -30,7 +30,7 @@
 //! At the end `lost = |required \ received|`. The received set is kept as one range minus a list of gaps,
 //! which is empty while the server behaves, so the per-subscription state is a few words.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const NONE: u64 = u64::MAX;
 
@@ -221,7 +221,7 @@ impl Tracker {
 }
 
 /// Aggregated accounting over all clients (the `accounting` object of the JSON report).
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Totals {
     /// Every SSE event received after PB_CONNECT, good or bad.
     pub events: u64,

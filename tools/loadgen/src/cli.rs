@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::payload::Clock;
+use crate::shard::ShardSpec;
 
 /// Default publish body for ringcast / the baseline (`POST /api/publish`) and PocketBase's notify hook
 /// (`POST /api/notify`): both take `{"topic","data"}`.
@@ -67,9 +68,33 @@ pub struct Common {
     #[arg(long, global = true)]
     pub server_pid: Option<u32>,
 
-    /// Number of SSE clients (one process holds < the fd hard limit, here 20k).
+    /// Number of SSE clients. More than one process's fd limit allows are spread over shard
+    /// processes (see --processes).
     #[arg(short = 'n', long, global = true, default_value_t = 1000)]
     pub connections: u64,
+
+    /// Processes holding the clients: 0 = as few as RLIMIT_NOFILE allows (1 = this one while the
+    /// clients fit); K > 1 = K shard processes of --threads workers each, this one then only
+    /// coordinates, publishes and samples the server.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub processes: usize,
+
+    /// Internal: run as a shard of a coordinator (FD:FIRST_SLOT:SLOTS of the shared mapping).
+    #[arg(long, global = true, hide = true)]
+    pub shard: Option<ShardSpec>,
+
+    /// Scrape the server's Prometheus histogram --server-histogram from this path before and after
+    /// each publish phase, e.g. /metrics for ringcast (its publish → last-write split).
+    #[arg(long, global = true)]
+    pub metrics_path: Option<String>,
+
+    /// Histogram family read from --metrics-path (summed over its label sets, e.g. cores).
+    #[arg(
+        long,
+        global = true,
+        default_value = "ringcast_node_publish_last_write_seconds"
+    )]
+    pub server_histogram: String,
 
     /// Number of topics; client i subscribes to topic i mod T, message k goes to topic k mod T.
     #[arg(long, global = true, default_value_t = 1)]

@@ -5,17 +5,24 @@
 //! thread each) and `publisher` (publish requests); `sse` decodes chunked SSE streams (it is
 //! `ringcast-testkit`'s, shared with the tests), `accounting` classifies deliveries, `payload` holds
 //! templates/clock/seq extraction, `procstat` samples /proc, `net` holds sockets and the tiny HTTP client,
-//! `report` the output types.
+//! `report` the output types. `shm` is the memory every process of a run shares (publisher and worker
+//! counters), `shard` spreads the clients over several processes when one process's fd limit is too
+//! small. `kmem` samples the kernel's memory around the idle hold, `promhist` scrapes the server's own
+//! latency histogram.
 
 mod accounting;
 mod cli;
+mod kmem;
 mod modes;
 mod net;
 mod payload;
 mod procstat;
+mod promhist;
 mod publisher;
 mod report;
+mod shard;
 mod shared;
+mod shm;
 mod worker;
 
 /// The SSE decoder is the test kit's (one implementation for the tool and the tests).
@@ -28,6 +35,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let Some(spec) = cli.common.shard {
+        return shard::child_main(&cli, spec);
+    }
     let check = cli.common.check;
     let pretty = cli.common.pretty;
     let report = match modes::run(cli) {

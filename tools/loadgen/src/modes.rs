@@ -12,18 +12,19 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::accounting::Totals;
 use crate::cli::{Cli, Mode};
-use crate::net;
 use crate::payload::{self, HeaderTemplate, Template, mono_ns};
 use crate::procstat::{self, Mark, ProcSample};
 use crate::publisher::{self, Plan};
 use crate::report::{self, *};
-use crate::shared::{PublishTemplates, RunConfig, Shared, TopicCounters, WorkerStats};
+use crate::shard::{self, Shards};
+use crate::shared::{PublishTemplates, RunConfig, Shared, WorkerStats};
+use crate::shm::{Layout, Region};
 use crate::worker::{self, Cmd, Status, WorkerReport};
+use crate::{kmem, net, promhist};
 
 /// Runs the mode given on the command line.
 pub fn run(cli: Cli) -> anyhow::Result<Report> {
@@ -60,9 +61,13 @@ fn validate_topic_prefix(p: &str) -> anyhow::Result<()> {
 
 struct Coord {
     shared: Arc<Shared>,
-    stats: Vec<Arc<WorkerStats>>,
+    stats: Vec<&'static WorkerStats>,
     workers: Vec<mpsc::UnboundedSender<Cmd>>,
     handles: Vec<std::thread::JoinHandle<()>>,
+    /// The shard processes holding the clients (`None`: this process holds them).
+    shards: Option<Shards>,
+    /// Where to scrape the server's own latency histogram (`--metrics-path`).
+    metrics: Option<(String, String)>,
     publisher: mpsc::UnboundedSender<publisher::Run>,
     server_pid: Option<u32>,
     samples: Vec<LabeledSample>,
@@ -90,6 +95,13 @@ impl Coord {
             .unwrap_or(0)
     }
 
+    /// CPU of the load tool so far: this process and its shards.
+    fn tool_cpu(&self) -> (u64, u64) {
+        let (u, s) = procstat::self_cpu_ns();
+        let (su, ss) = self.shards.as_ref().map_or((0, 0), Shards::cpu_ns);
+        (u + su, s + ss)
+    }
+
     fn sample_server(&self) -> Option<ProcSample> {
         let pid = self.server_pid?;
         procstat::sample(&pid.to_string(), self.t()).ok()
@@ -106,8 +118,22 @@ impl Coord {
         }
         Mark {
             t_s: self.t(),
-            tool: procstat::self_cpu_ns(),
+            tool: self.tool_cpu(),
             server,
+        }
+    }
+
+    /// The server's own latency histogram now (`--metrics-path`); a failed scrape is a warning, not
+    /// a failed run.
+    async fn scrape_histogram(&self) -> Option<promhist::Buckets> {
+        let (path, name) = self.metrics.as_ref()?;
+        let cfg = &self.shared.cfg;
+        match promhist::scrape(cfg.target, &cfg.host, path, name).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("warning: {e}");
+                None
+            }
         }
     }
 
@@ -187,7 +213,7 @@ impl Coord {
 
 async fn run_async(cli: Cli) -> anyhow::Result<Report> {
     let c = &cli.common;
-    let target = parse_target(&c.target)?;
+    parse_target(&c.target)?;
     validate_topic_prefix(&c.topic_prefix)?;
     if c.topics == 0 || c.subs_per_client == 0 || c.subs_per_client > c.topics {
         bail!("need 1 <= --subs-per-client <= --topics");
@@ -202,28 +228,20 @@ async fn run_async(cli: Cli) -> anyhow::Result<Report> {
     if !body.uses_seq() {
         bail!("--publish-body must contain {{seq}}: delivery accounting relies on it");
     }
-    let headers = c
-        .publish_header
-        .iter()
-        .map(|h| HeaderTemplate::parse(h))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let nofile = net::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
     let churn_extra = match &cli.mode {
         Mode::Churn(a) => (a.churn_rate * 3.0) as u64,
         _ => 0,
     };
-    let fds_needed = c.connections
-        + churn_extra
-        + (c.control_conns * c.threads) as u64
-        + c.in_flight as u64
-        + 64;
-    if fds_needed > nofile {
-        bail!(
-            "{} connections need about {fds_needed} file descriptors but RLIMIT_NOFILE is {nofile}; \
-             use fewer connections (or fewer --control-conns) or run several loadgen processes",
-            c.connections
-        );
-    }
+    let processes = shard::processes(
+        c.processes,
+        shard::Need {
+            clients: c.connections + churn_extra,
+            control: (c.control_conns * c.threads) as u64,
+            publish: c.in_flight as u64,
+        },
+        nofile,
+    )?;
     if let Some(pid) = c.server_pid {
         procstat::sample(&pid.to_string(), 0.0)
             .with_context(|| format!("cannot read /proc/{pid} (--server-pid)"))?;
@@ -231,6 +249,84 @@ async fn run_async(cli: Cli) -> anyhow::Result<Report> {
     if !body.uses_ts() && !c.quiet {
         eprintln!("warning: --publish-body has no {{ts_ns}}: no latency figures");
     }
+    let slots = if processes > 1 {
+        processes * c.threads
+    } else {
+        c.threads
+    };
+    let region = Region::create(Layout::new(slots, c.topics as usize))
+        .context("creating the shared counters")?;
+    region
+        .next_client()
+        .store(c.connections, std::sync::atomic::Ordering::Relaxed);
+    let shared = shared_state(&cli, region)?;
+    let started_unix_ms = payload::Clock::Realtime.now_ns() / 1_000_000;
+
+    let stats: Vec<&'static WorkerStats> = (0..slots).map(|i| region.worker_stats(i)).collect();
+    let mut workers = Vec::new();
+    let mut handles = Vec::new();
+    let mut shards = None;
+    if processes > 1 {
+        let (s, senders) = Shards::spawn(processes, c.threads, region)?;
+        if !c.quiet {
+            eprintln!(
+                "{} clients over {processes} shard processes (pids {})",
+                c.connections,
+                s.pids()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        shards = Some(s);
+        workers = senders;
+    } else {
+        for st in &stats {
+            let (tx, h) = worker::spawn(shared.clone(), st, slots)?;
+            workers.push(tx);
+            handles.push(h);
+        }
+    }
+    let (publisher, pub_handle) = publisher::spawn(shared.clone())?;
+    handles.push(pub_handle);
+    let mut co = Coord {
+        shared: shared.clone(),
+        stats,
+        workers,
+        handles,
+        shards,
+        metrics: c
+            .metrics_path
+            .clone()
+            .map(|p| (p, c.server_histogram.clone())),
+        publisher,
+        server_pid: c.server_pid,
+        samples: Vec::new(),
+        timeline: Vec::new(),
+        quiet: c.quiet,
+        last_tick: (0.0, 0),
+        cpu_base: None,
+    };
+    let tool_start = Mark {
+        t_s: 0.0,
+        tool: co.tool_cpu(),
+        server: None,
+    };
+    let out = co.run_mode(&cli).await?;
+    co.finish(&cli, out, nofile, started_unix_ms, tool_start)
+        .await
+}
+
+/// The run's settings and shared counters as every worker needs them, built from the command line
+/// (by the coordinator and, from the same command line, by each shard).
+pub fn shared_state(cli: &Cli, region: &'static Region) -> anyhow::Result<Arc<Shared>> {
+    let c = &cli.common;
+    let target = parse_target(&c.target)?;
+    let headers = c
+        .publish_header
+        .iter()
+        .map(|h| HeaderTemplate::parse(h))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let host = match target.ip() {
         IpAddr::V4(ip) => format!("{ip}:{}", target.port()),
         IpAddr::V6(ip) => format!("[{ip}]:{}", target.port()),
@@ -261,59 +357,24 @@ async fn run_async(cli: Cli) -> anyhow::Result<Report> {
         publish: PublishTemplates {
             path: Template::parse(&c.publish_path),
             headers,
-            body,
+            body: Template::parse(&c.publish_body),
             pad: "x".repeat(c.pad_bytes),
         },
     };
-    let shared = Arc::new(Shared {
+    Ok(Arc::new(Shared {
         cfg,
-        counters: (0..topics.len())
-            .map(|_| TopicCounters::default())
-            .collect(),
         topics,
-        next_client: AtomicU64::new(c.connections),
+        region,
         t0_ns: mono_ns(),
-    });
-    let started_unix_ms = payload::Clock::Realtime.now_ns() / 1_000_000;
-    let tool_start = Mark {
-        t_s: 0.0,
-        tool: procstat::self_cpu_ns(),
-        server: None,
-    };
-
-    let mut stats = Vec::new();
-    let mut workers = Vec::new();
-    let mut handles = Vec::new();
-    for _ in 0..c.threads {
-        let st = Arc::new(WorkerStats::default());
-        let (tx, h) = worker::spawn(shared.clone(), st.clone(), c.threads)?;
-        stats.push(st);
-        workers.push(tx);
-        handles.push(h);
-    }
-    let (publisher, pub_handle) = publisher::spawn(shared.clone())?;
-    handles.push(pub_handle);
-    let mut co = Coord {
-        shared: shared.clone(),
-        stats,
-        workers,
-        handles,
-        publisher,
-        server_pid: c.server_pid,
-        samples: Vec::new(),
-        timeline: Vec::new(),
-        quiet: c.quiet,
-        last_tick: (0.0, 0),
-        cpu_base: None,
-    };
-    let out = co.run_mode(&cli).await?;
-    co.finish(&cli, out, nofile, started_unix_ms, tool_start)
-        .await
+    }))
 }
 
 /// Results of a mode's phases, before the workers' final accounting is merged in.
 struct ModeOut {
     connect: ConnectReport,
+    /// Machine kernel memory before connecting (see `kmem`), for the idle hold's per-connection figure.
+    kernel_before: kmem::KernelMem,
+    kernel: Option<kmem::KernelPerConn>,
     hold: Option<HoldReport>,
     publish: Option<(PublishReport, Vec<String>)>,
     delivery: Option<DeliveryReport>,
@@ -331,9 +392,12 @@ struct PublishSpec {
 impl Coord {
     async fn run_mode(&mut self, cli: &Cli) -> anyhow::Result<ModeOut> {
         let c = &cli.common;
+        let kernel_before = kmem::sample();
         let connect = self.connect_phase(c.connections, c.connect_timeout).await;
         let mut out = ModeOut {
             connect,
+            kernel_before,
+            kernel: None,
             hold: None,
             publish: None,
             delivery: None,
@@ -358,6 +422,11 @@ impl Coord {
                     self.tick("hold");
                 }
                 let m = self.mark("after_hold");
+                out.kernel = Some(kmem::KernelPerConn::between(
+                    std::mem::take(&mut out.kernel_before),
+                    kmem::sample(),
+                    out.connect.connected,
+                ));
                 let connected = out.connect.connected.max(1) as f64;
                 let server = before
                     .zip(m.server)
@@ -473,6 +542,7 @@ impl Coord {
     /// required deliveries or `spec.timeout` passes.
     async fn publish_phase(&mut self, spec: PublishSpec, out: &mut ModeOut) -> anyhow::Result<()> {
         let threads = self.workers.len() as f64;
+        let hist0 = self.scrape_histogram().await;
         let ev0 = self.sum(|s| &s.events);
         let m0 = self.mark(&format!("{}_start", spec.label));
         if let Some(r) = spec.churn_per_s.filter(|r| *r > 0.0) {
@@ -520,6 +590,10 @@ impl Coord {
         };
         let last_event = self.max(|s| &s.last_event_ns);
         let m1 = self.mark(&format!("{}_end", spec.label));
+        let server_histogram = match (hist0, self.scrape_histogram().await) {
+            (Some(a), Some(b)) => self.metrics.as_ref().map(|(_, name)| a.diff(&b, name)),
+            _ => None,
+        };
         let delivered = self.sum(|s| &s.events) - ev0;
         let ttl = last_event.saturating_sub(outcome.first_send_ns) as f64 / 1e9;
         let server = m0.server_delta(&m1);
@@ -563,6 +637,7 @@ impl Coord {
             server_cpu_ns_per_delivery: server.map(|d| d.cpu_ns as f64 / per),
             tool,
             tool_cpu_ns_per_delivery: (tool.cpu_user_ns + tool.cpu_sys_ns) as f64 / per,
+            server_histogram,
         });
         Ok(())
     }
@@ -577,6 +652,9 @@ impl Coord {
     ) -> anyhow::Result<Report> {
         self.tick("finish");
         let targets = self.shared.sent_per_topic();
+        // Read before the shards exit with their workers' Finish.
+        let shard_rss_kb = self.shards.as_ref().map_or(0, Shards::peak_rss_kb);
+        let processes = self.shards.as_ref().map_or(1, Shards::len);
         let mut reports: Vec<WorkerReport> = Vec::new();
         for w in &self.workers {
             let (tx, rx) = oneshot::channel();
@@ -593,15 +671,18 @@ impl Coord {
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
+        if let Some(s) = self.shards.take() {
+            s.wait();
+        }
         let tool_end = Mark {
             t_s: self.t(),
-            tool: procstat::self_cpu_ns(),
+            tool: self.tool_cpu(),
             server: None,
         };
 
         let mut totals = Totals::default();
-        let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)?;
-        let mut handshake = latency.clone();
+        let mut latency = worker::histogram();
+        let mut handshake = worker::histogram();
         let mut drain_timeouts = 0;
         let mut error_samples = Vec::new();
         for r in &reports {
@@ -701,6 +782,7 @@ impl Coord {
             },
             connect: out.connect,
             hold: out.hold,
+            kernel: out.kernel,
             publish: out.publish.map(|(p, _)| p),
             delivery: out.delivery,
             latency_ns: (!latency.is_empty()).then(|| Percentiles::of(&latency)),
@@ -716,11 +798,12 @@ impl Coord {
                 samples: std::mem::take(&mut self.samples),
             }),
             tool: ToolInfo {
-                threads: c.threads as u64 + 2,
+                processes: processes as u64,
+                threads: (c.threads * processes) as u64 + 2,
                 cpu_user_s: tool_delta.cpu_user_ns as f64 / 1e9,
                 cpu_sys_s: tool_delta.cpu_sys_ns as f64 / 1e9,
                 cpu_cores: tool_delta.cpu_cores,
-                max_rss_kb: procstat::self_max_rss_kb(),
+                max_rss_kb: procstat::self_max_rss_kb() + shard_rss_kb,
                 nofile_limit: nofile,
             },
             timeline: std::mem::take(&mut self.timeline),

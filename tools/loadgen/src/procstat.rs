@@ -132,6 +132,29 @@ pub fn self_cpu_ns() -> (u64, u64) {
     (tv(ru.ru_utime), tv(ru.ru_stime))
 }
 
+/// CPU used by this process's reaped children (the shard processes), from getrusage: (user ns, system
+/// ns).
+pub fn children_cpu_ns() -> (u64, u64) {
+    // SAFETY: as in `self_cpu_ns`.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+/// Peak RSS (`VmHWM`) of a live process in KiB.
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Peak RSS of this process in KiB.
 pub fn self_max_rss_kb() -> u64 {
     // SAFETY: as above.

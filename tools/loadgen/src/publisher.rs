@@ -155,13 +155,13 @@ impl Run0 {
         let seq = ts.next;
         ts.next += 1;
         ts.window.push_back(false);
-        let c = &self.shared.counters[t];
-        let lag = u32::try_from(seq - ts.acked).unwrap_or(u32::MAX);
-        c.lag_at_send
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(lag);
-        c.next.store(ts.next, Ordering::Release);
+        let region = self.shared.region;
+        if let Some(slot) = region.lag(t, seq) {
+            let lag = u32::try_from(seq - ts.acked).unwrap_or(u32::MAX);
+            slot.store(lag, Ordering::Relaxed);
+        }
+        // Release: a worker that sees the new `next` sees the lag entry too (see `Shared::floor`).
+        region.topic(t).next.store(ts.next, Ordering::Release);
         seq
     }
 
@@ -175,7 +175,9 @@ impl Run0 {
             ts.window.pop_front();
             ts.acked += 1;
         }
-        self.shared.counters[t]
+        self.shared
+            .region
+            .topic(t)
             .acked
             .store(ts.acked, Ordering::Release);
     }

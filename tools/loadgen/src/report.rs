@@ -5,7 +5,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::accounting::Totals;
+use crate::kmem::KernelPerConn;
 use crate::procstat::{ProcSample, ServerDelta, ToolDelta};
+use crate::promhist::PhaseHistogram;
 
 pub const SCHEMA_ID: &str = "ringcast-loadgen/1";
 
@@ -45,6 +47,11 @@ not apply to the mode are null. Server figures are null without --server-pid.
                                             // control connections closed
     "server_pss_bytes_per_conn": float|null,
     "server_cpu_ns_idle": int|null },       // server CPU during the hold itself
+  "kernel": null | {               // idle mode: machine-wide kernel memory, before connect -> after hold
+    "connections": int, "before", "after": KMEM,
+    "slab_bytes_per_conn", "sunreclaim_bytes_per_conn": float,   // per client+server pair (loopback:
+    "tcp_mem_bytes_per_conn": float|null,                        // both ends are in this kernel)
+    "caches_bytes_per_conn": { cache: float } },                 // from /proc/slabinfo when readable
   "publish": null | {
     "planned": int|null, "sent", "ok", "errors": int,
     "recipients_reported": int|null,  // sum of "recipients" (ringcast/baseline) or "messages"
@@ -62,7 +69,11 @@ not apply to the mode are null. Server figures are null without --server-pid.
                                               // / publish duration
     "server": SERVER_DELTA|null,   // first publish -> all delivered (or timeout)
     "server_cpu_ns_per_delivery": float|null,
-    "tool": TOOL_DELTA, "tool_cpu_ns_per_delivery": float },
+    "tool": TOOL_DELTA, "tool_cpu_ns_per_delivery": float,
+    "server_histogram": null | {   // --metrics-path: the server's histogram over the phase
+      "name": string, "count": int, "buckets": [[le_s|null (+Inf), cumulative count]],
+      "p50_le_s", "p90_le_s", "p99_le_s", "p999_le_s": float|null,   // bucket upper bounds
+      "p50_gt_s", "p99_gt_s": float|null } },  // their buckets' lower edges
   "latency_ns": PERCENTILES|null,  // receive time - "ts" in the payload, first deliveries only
   "churn": null | { "per_s": float, "joined", "left", "leave_drain_timeouts": int },
   "accounting": {                  // over all (client, topic) pairs, whole run
@@ -73,8 +84,9 @@ not apply to the mode are null. Server figures are null without --server-pid.
     "bad_payload", "wrong_id", "no_timestamp", "stream_errors", "connect_failures",
     "clients_with_errors": int },
   "server": null | { "pid": int, "samples": [ { "label": string, PROC_SAMPLE fields } ] },
-  "tool": { "threads": int, "cpu_user_s", "cpu_sys_s": float, "cpu_cores": float (whole run),
-            "max_rss_kb": int, "nofile_limit": int },
+  "tool": { "processes": int (1, or K shard processes holding the clients; CPU, threads and
+            max_rss_kb are over all of them), "threads": int, "cpu_user_s", "cpu_sys_s": float,
+            "cpu_cores": float (whole run), "max_rss_kb": int, "nofile_limit": int (per process) },
   "timeline": [ { "t_s", "phase", "connected", "events", "events_per_s", "published",
                   "server_rss_kb": int|null, "server_cpu_cores": float|null } ],   // ~1 per second
   "error_samples": [string]        // first few error messages (connects, streams, publishes)
@@ -84,6 +96,7 @@ SERVER_DELTA = { "rss_before_kb", "rss_after_kb", "rss_delta_kb", "pss_delta_kb"
                  "cpu_ns" (schedstat sum of all threads, else utime+stime), "cpu_stat_ns" (utime+stime),
                  "cpu_cores", "fds_after", "threads_after" }
 TOOL_DELTA   = { "cpu_user_ns", "cpu_sys_ns", "cpu_cores" }
+KMEM         = { "slab_kb", "sunreclaim_kb", "tcp_mem_pages": int|null, "caches": { cache: bytes } }
 PROC_SAMPLE  = { "t_s", "rss_kb", "rss_anon_kb", "rss_file_kb", "pss_kb"|null, "cpu_stat_ns",
                  "utime_ns", "stime_ns", "cpu_sched_ns"|null, "threads", "fds" }
 Exit status: 0; 1 when --check is given and ok is false; 2 on a usage or setup error."#;
@@ -99,6 +112,7 @@ pub struct Report {
     pub config: ConfigEcho,
     pub connect: ConnectReport,
     pub hold: Option<HoldReport>,
+    pub kernel: Option<KernelPerConn>,
     pub publish: Option<PublishReport>,
     pub delivery: Option<DeliveryReport>,
     pub latency_ns: Option<Percentiles>,
@@ -210,6 +224,7 @@ pub struct DeliveryReport {
     pub server_cpu_ns_per_delivery: Option<f64>,
     pub tool: ToolDelta,
     pub tool_cpu_ns_per_delivery: f64,
+    pub server_histogram: Option<PhaseHistogram>,
 }
 
 #[derive(Debug, Serialize)]
@@ -235,6 +250,8 @@ pub struct LabeledSample {
 
 #[derive(Debug, Serialize)]
 pub struct ToolInfo {
+    /// Processes holding the clients (1: this one; K > 1: K shards, see `shard`).
+    pub processes: u64,
     pub threads: u64,
     pub cpu_user_s: f64,
     pub cpu_sys_s: f64,

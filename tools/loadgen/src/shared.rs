@@ -1,15 +1,16 @@
-//! State shared between the coordinator thread, the publisher thread and the connection worker threads.
+//! State shared between the coordinator thread, the publisher thread and the connection worker threads
+//! (of this process and, through `shm`, of the run's shard processes).
 //!
 //! Everything here is either immutable after start or a relaxed/acquire-release atomic written by exactly
 //! one thread, so the hot paths never contend on a lock: workers read the per-topic publish counters only
 //! when a subscription starts or ends, and publish their own counters once per socket read.
 
 use std::net::SocketAddr;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::payload::{Clock, HeaderTemplate, Template};
+use crate::shm::Region;
 
 /// Settings the threads need, derived from the command line.
 #[derive(Debug, Clone)]
@@ -38,50 +39,37 @@ pub struct PublishTemplates {
     pub pad: String,
 }
 
-/// Per-topic publish counters (written by the publisher only).
-#[derive(Debug, Default)]
-pub struct TopicCounters {
-    /// First seq not yet sent: every seq below it has been handed to a request.
-    pub next: AtomicU64,
-    /// Every seq below it has been answered (successfully or not).
-    pub acked: AtomicU64,
-    /// For each seq `s`: `s - acked` at the moment `s` was sent (how far the acked prefix lagged behind;
-    /// 0 when publishing one at a time). Lets a receiver tell a real reorder from two publishes that were
-    /// in flight together (see `accounting`). 4 bytes per message; read only on out-of-order arrivals.
-    pub lag_at_send: RwLock<Vec<u32>>,
-}
-
 /// Process-wide shared state.
 #[derive(Debug)]
 pub struct Shared {
     pub cfg: RunConfig,
     pub topics: Vec<String>,
-    pub counters: Vec<TopicCounters>,
-    /// Next global client index (initial clients use 0..N, churn joins continue from there).
-    pub next_client: AtomicU64,
+    /// The publisher's per-topic counters, the workers' live counters and the next client index, in
+    /// memory every process of the run maps (see `shm`).
+    pub region: &'static Region,
     /// Monotonic ns at start of the run.
     pub t0_ns: u64,
 }
 
 impl Shared {
     pub fn next(&self, t: usize) -> u64 {
-        self.counters[t].next.load(Ordering::Acquire)
+        self.region.topic(t).next.load(Ordering::Acquire)
     }
 
     pub fn acked(&self, t: usize) -> u64 {
-        self.counters[t].acked.load(Ordering::Acquire)
+        self.region.topic(t).acked.load(Ordering::Acquire)
     }
 
     /// The acked prefix of topic `t` when seq `m` was sent.
     pub fn floor(&self, t: usize, m: u64) -> u64 {
-        let lag = self.counters[t]
-            .lag_at_send
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(m as usize)
-            .copied();
-        // Unknown seq (never sent): be lenient, treat everything as concurrent.
-        lag.map_or(0, |l| m - u64::from(l))
+        // `next` is stored (Release) after the lag entry, so a seq below it has its entry written.
+        if m >= self.next(t) {
+            // Unknown seq (never sent): be lenient, treat everything as concurrent.
+            return 0;
+        }
+        self.region
+            .lag(t, m)
+            .map_or(0, |l| m - u64::from(l.load(Ordering::Relaxed)))
     }
 
     /// The topics client `index` subscribes to: `index, index+1, …` modulo the topic count.
@@ -96,9 +84,10 @@ impl Shared {
     }
 }
 
-/// Live counters of one worker thread, read by the coordinator for progress and phase ends.
+/// Live counters of one worker thread, read by the coordinator for progress and phase ends. They live in
+/// the run's shared mapping (`shm`), so all-zero must be a valid value: atomics only.
 #[derive(Debug, Default)]
-#[repr(align(128))]
+#[repr(C, align(128))]
 pub struct WorkerStats {
     /// Handshakes (connect + PB_CONNECT + subscribe) under way.
     pub connecting: AtomicU64,

@@ -60,7 +60,7 @@ pub enum Cmd {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     pub remaining: u64,
     pub clients_behind: u64,
@@ -81,7 +81,7 @@ pub struct WorkerReport {
 /// Spawns a worker thread.
 pub fn spawn(
     shared: Arc<Shared>,
-    stats: Arc<WorkerStats>,
+    stats: &'static WorkerStats,
     n_workers: usize,
 ) -> io::Result<(mpsc::UnboundedSender<Cmd>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -98,6 +98,12 @@ pub fn spawn(
     Ok((tx, handle))
 }
 
+/// A histogram of the workers' bounds (1 ns – 1 h, 3 significant digits): latency, handshakes, and
+/// what the coordinator merges them into.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("constant, valid bounds")
+}
+
 const MAX_ERROR_SAMPLES: usize = 10;
 /// `ev.tracker` values that are not a tracker index.
 const EV_NONE: i32 = -1;
@@ -107,7 +113,7 @@ const EV_CONNECT: i32 = -3;
 /// Per-worker state, shared by its tasks through `Rc`.
 struct Worker {
     shared: Arc<Shared>,
-    stats: Arc<WorkerStats>,
+    stats: &'static WorkerStats,
     clock: Clock,
     topic_names: Vec<Box<[u8]>>,
     get_request: Vec<u8>,
@@ -299,7 +305,7 @@ enum Exit {
 
 async fn worker_main(
     shared: Arc<Shared>,
-    stats: Arc<WorkerStats>,
+    stats: &'static WorkerStats,
     n_workers: usize,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
 ) {
@@ -309,7 +315,6 @@ async fn worker_main(
         cfg.realtime_path, cfg.host
     )
     .into_bytes();
-    let hist = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("histogram");
     let w = Rc::new(Worker {
         clock: cfg.clock,
         topic_names: shared
@@ -321,8 +326,8 @@ async fn worker_main(
         scratch: RefCell::new(vec![0u8; cfg.read_buffer].into_boxed_slice()),
         clients: RefCell::new(Slab::new()),
         active: RefCell::new(Vec::new()),
-        latency: RefCell::new(hist()),
-        handshake: RefCell::new(hist()),
+        latency: RefCell::new(histogram()),
+        handshake: RefCell::new(histogram()),
         totals: RefCell::new(Totals::default()),
         leave_drain_timeouts: Cell::new(0),
         error_samples: RefCell::new(Vec::new()),
@@ -330,7 +335,7 @@ async fn worker_main(
         control_sem: Semaphore::new(cfg.control_conns.max(1)),
         control_pool: RefCell::new(HashMap::new()),
         churning: Cell::new(false),
-        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (Arc::as_ptr(&stats) as u64)),
+        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (std::ptr::from_ref(stats) as u64)),
         stats,
         shared: shared.clone(),
     });
@@ -565,7 +570,8 @@ async fn churn(w: Rc<Worker>, per_sec: f64) {
         w.request_leave();
         let index = w
             .shared
-            .next_client
+            .region
+            .next_client()
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         w.stats
             .joined
