@@ -117,7 +117,7 @@ impl Future for Readable {
 }
 
 /// The outcome of an op that holds nothing: a readiness poll (whose result
-/// is the ready event mask), a close or a no-op.
+/// is the ready event mask) or a close.
 pub struct Done;
 
 impl OneshotOutputTransform for Done {
@@ -242,18 +242,6 @@ const TCP_CLOSE: u8 = 7;
 /// Spawns a task on the current core's loop.
 pub fn spawn<F: Future + 'static>(task: F) {
     tokio_uring::spawn(task);
-}
-
-/// Lets the loop park once and resumes at once. tokio-uring submits queued
-/// operations (replies, next reads) only when its thread parks, so a long
-/// burst of work must let it park now and then; a timer would round that
-/// pause up to a whole millisecond with the core idle, while a no-op through
-/// the ring is already complete when the loop parks, and the park returns
-/// without sleeping.
-pub async fn park_once() {
-    let nop = opcode::Nop::new().build();
-    // A no-op cannot fail; its result says nothing.
-    let _ = UnsubmittedOneshot::new((), Done, nop).submit().await;
 }
 
 /// A non-owning handle on a connected socket: the two things a core does to

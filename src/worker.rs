@@ -35,9 +35,10 @@ const INBOX_BATCH: usize = 256;
 /// Clients written to between clock checks (a write costs ≈ 10 µs of kernel
 /// time on loopback).
 const FLUSH_BATCH: usize = 16;
-/// How long the flush task writes before it lets the loop park: what a
-/// publish request that arrives during a fan-out waits, at most, to be read.
-const FLUSH_SLICE: Duration = Duration::from_micros(500);
+/// How long the flush task writes before it lets the loop park.
+const FLUSH_SLICE: Duration = Duration::from_millis(2);
+/// The pause between slices (rounded up to the timer's millisecond).
+const FLUSH_PAUSE: Duration = Duration::from_micros(200);
 /// How long shutdown waits for streams to flush and end politely.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -151,19 +152,22 @@ impl AcceptTrouble {
 
 /// Writes queued frames to their sockets, a slice of time at a time.
 ///
-/// Between slices it lets the loop park once ([`runtime::park_once`]), because
-/// only a parked thread submits tokio-uring's queued operations: the answers
-/// to publishers and their next reads. So requests keep flowing during a
-/// large fan-out without the core ever idling while frames wait, and frames
-/// published meanwhile for clients still in line join their client's next
-/// write: the busier the core, the more frames per write.
+/// Between slices it sleeps on a timer rather than yielding, because only a
+/// parked thread submits tokio-uring's queued operations: the answers to
+/// publishers and their next reads. So requests keep flowing during a large
+/// fan-out, and frames published meanwhile for clients still in line join
+/// their client's next write: the busier the core, the more frames per write.
+/// The pause (≈ 1.3 ms once rounded up) is a coalescing window, not waste:
+/// parking through a no-op on the ring instead (≈ 3 µs) with 0.5 ms slices
+/// cost 25–30 % more CPU per delivery and up to twice the p99 at 1,000
+/// messages/s to 1,000 subscribers, and gained nothing measurable at 100/s.
 async fn flush_loop(ctx: Rc<CoreCtx>) {
     loop {
         std::future::poll_fn(|cx| ctx.core.borrow_mut().poll_flush(cx)).await;
         let until = std::time::Instant::now() + FLUSH_SLICE;
         while ctx.core.borrow_mut().flush_some(FLUSH_BATCH) && std::time::Instant::now() < until {}
         if ctx.core.borrow().has_flush_line() {
-            runtime::park_once().await;
+            tokio::time::sleep(FLUSH_PAUSE).await;
         }
     }
 }
